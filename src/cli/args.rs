@@ -1,0 +1,137 @@
+//! Flags shared by the subcommands, and value parsers whose errors name the accepted range.
+
+use clap::Args;
+use gradscale::arch::{MlpSpec, Network};
+use gradscale::montecarlo::{Estimator, McOptions};
+use gradscale::{Nonlinearity, Result};
+use std::path::PathBuf;
+
+pub fn positive_usize(s: &str) -> std::result::Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(v) if v >= 1 => Ok(v),
+        _ => Err("expected an integer >= 1".into()),
+    }
+}
+
+pub fn nonneg_f64(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err("expected a finite number >= 0".into()),
+    }
+}
+
+pub fn pos_f64(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err("expected a finite number > 0".into()),
+    }
+}
+
+pub fn unit_interval(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
+        _ => Err("expected a number in [0, 1)".into()),
+    }
+}
+
+pub fn probability(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v < 1.0 => Ok(v),
+        _ => Err("expected a number in (0, 1)".into()),
+    }
+}
+
+fn nonlinearity(s: &str) -> std::result::Result<Nonlinearity, String> {
+    s.parse()
+}
+
+/// The network: either the MLP flags or an architecture file.
+#[derive(Args, Debug, Clone)]
+pub struct NetArgs {
+    /// Nonlinearity: linear, relu, leaky-relu[:SLOPE], tanh, sigmoid, softplus, selu, elu[:ALPHA], gelu, silu, erf, hard-tanh.
+    #[arg(long, default_value = "tanh", value_parser = nonlinearity, allow_hyphen_values = true)]
+    pub act: Nonlinearity,
+    /// Width n of every layer (input included).
+    #[arg(long, default_value_t = 100, value_parser = positive_usize, allow_hyphen_values = true)]
+    pub width: usize,
+    /// Number of layers L (each a dense map followed by the nonlinearity).
+    #[arg(long, default_value_t = 50, value_parser = positive_usize, allow_hyphen_values = true)]
+    pub depth: usize,
+    /// Weight variance: W_ij ~ N(0, sigma_w2 / fan_in). Default: 2/(1+a^2) for relu/leaky-relu (He), 1 otherwise.
+    #[arg(long = "sigma-w2", value_parser = pos_f64, allow_hyphen_values = true)]
+    pub sigma_w2: Option<f64>,
+    /// Bias variance: b_i ~ N(0, sigma_b2).
+    #[arg(long = "sigma-b2", default_value_t = 0.0, value_parser = nonneg_f64, allow_hyphen_values = true)]
+    pub sigma_b2: f64,
+    /// Inputs fed together as one batch (needed by batch norm; the GSC of a net without batch norm is measured at the first input).
+    #[arg(long, default_value_t = 1, value_parser = positive_usize, allow_hyphen_values = true)]
+    pub batch: usize,
+    /// Pairwise correlation of the batch's inputs, in [0, 1).
+    #[arg(long = "input-correlation", default_value_t = 0.0, value_parser = unit_interval, allow_hyphen_values = true)]
+    pub input_correlation: f64,
+    /// Architecture file (TOML; see examples/). Replaces --act/--width/--depth/--sigma-w2/--sigma-b2/--batch/--input-correlation.
+    #[arg(long)]
+    pub arch: Option<PathBuf>,
+}
+
+impl NetArgs {
+    pub fn network(&self) -> Result<Network> {
+        if let Some(path) = &self.arch {
+            return gradscale::arch::load_file(path);
+        }
+        let mut net = Network::mlp(MlpSpec {
+            act: self.act,
+            width: self.width,
+            depth: self.depth,
+            sigma_w2: self
+                .sigma_w2
+                .unwrap_or_else(|| MlpSpec::default_sigma_w2(self.act)),
+            sigma_b2: self.sigma_b2,
+        })?;
+        net.input.batch = self.batch;
+        net.input.correlation = self.input_correlation;
+        net.validate()?;
+        Ok(net)
+    }
+}
+
+/// Monte Carlo flags.
+#[derive(Args, Debug, Clone)]
+pub struct McArgs {
+    /// Number of sampled networks (each with its own weights and input).
+    #[arg(long, default_value_t = 200, value_parser = positive_usize, allow_hyphen_values = true)]
+    pub samples: usize,
+    /// Seed: the same seed gives the same numbers, whatever the thread count.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Estimate ||J||_F^2 with this many Gaussian probe vectors instead of the exact Jacobian (for wide networks).
+    #[arg(long, value_parser = positive_usize, allow_hyphen_values = true)]
+    pub probes: Option<usize>,
+    /// Worker threads (default: all cores). Results do not depend on it.
+    #[arg(long, value_parser = positive_usize, allow_hyphen_values = true)]
+    pub threads: Option<usize>,
+}
+
+impl McArgs {
+    pub fn options(&self) -> McOptions {
+        McOptions {
+            samples: self.samples,
+            seed: self.seed,
+            estimator: match self.probes {
+                Some(p) => Estimator::Probes(p),
+                None => Estimator::Exact,
+            },
+        }
+    }
+
+    /// Runs `f` on a pool with the requested thread count.
+    pub fn in_pool<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        match self.threads {
+            Some(t) => match rayon::ThreadPoolBuilder::new().num_threads(t).build() {
+                Ok(pool) => pool.install(f),
+                Err(_) => f(),
+            },
+            None => f(),
+        }
+    }
+}

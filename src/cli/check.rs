@@ -1,0 +1,80 @@
+use super::{fmt, McArgs, NetArgs};
+use gradscale::theory::{predict, MfOptions};
+use gradscale::verify::{check, CheckPolicy, Verdict};
+use gradscale::Result;
+use serde_json::json;
+use std::fmt::Write;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub net: NetArgs,
+    #[command(flatten)]
+    pub mc: McArgs,
+    /// Family-wise false-alarm rate of the whole check (split evenly over the comparisons).
+    #[arg(long, default_value_t = 1e-3, value_parser = super::args::probability, allow_hyphen_values = true)]
+    pub alpha: f64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: &Args) -> Result<String> {
+    let net = a.net.network()?;
+    let p = predict(&net, &MfOptions::default())?;
+    let m = super::simulate::measure(&net, &a.mc)?;
+    let policy = CheckPolicy {
+        family_alpha: a.alpha,
+        ..CheckPolicy::default()
+    };
+    let r = check(&net, &p, &m, &policy);
+    if a.json {
+        let v = json!({
+            "command": "check",
+            "network": net,
+            "samples": m.samples,
+            "degenerate": m.degenerate,
+            "seed": m.seed,
+            "report": r,
+        });
+        return Ok(format!(
+            "{}\n",
+            serde_json::to_string_pretty(&v).expect("json")
+        ));
+    }
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "check: {} samples ({} degenerate), seed {}; tolerance = {:.2} se + {} * (sum of 1/n over layers spanned) [family false-alarm {}]",
+        m.samples, m.degenerate, m.seed, r.z_crit, policy.kappa, policy.family_alpha
+    );
+    let _ = writeln!(
+        s,
+        "{:<14} {:>5} {:>13} {:>13} {:>11} {:>9} {:>11}  verdict",
+        "quantity", "l", "predicted", "measured", "se", "z", "tolerance"
+    );
+    for c in &r.comparisons {
+        let _ = writeln!(
+            s,
+            "{:<14} {:>5} {:>13} {:>13} {:>11} {:>9.2} {:>11}  {}",
+            c.quantity,
+            c.layer,
+            fmt(c.predicted),
+            fmt(c.measured),
+            fmt(c.stderr),
+            c.z,
+            fmt(c.tolerance),
+            match c.verdict {
+                Verdict::Agree => "agree",
+                Verdict::Disagree => "DISAGREE",
+                Verdict::Inconclusive => "inconclusive",
+            }
+        );
+    }
+    let _ = writeln!(
+        s,
+        "summary: {} agree, {} disagree, {} inconclusive",
+        r.agree, r.disagree, r.inconclusive
+    );
+    Ok(s)
+}

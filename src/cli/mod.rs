@@ -1,0 +1,116 @@
+//! Subcommands. Errors a user can cause are one line on stderr and exit code 2; nothing is printed on
+//! stdout before the whole result is ready, so a failed run leaves no partial output.
+
+mod args;
+mod check;
+mod predict;
+mod simulate;
+
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+
+pub use args::{McArgs, NetArgs};
+
+#[derive(Parser)]
+#[command(
+    name = "gradscale",
+    version,
+    about = "Exploding gradients and domain collapse in randomly initialised networks: closed-form predictions, Monte Carlo measurements, and the verdicts between them.",
+    long_about = "Exploding gradients and domain collapse in randomly initialised networks.\n\n\
+The gradient scale coefficient GSC(k, l) = ||df_k/df_l||_qm * ||f_l|| / ||f_k|| (||J||_qm = ||J||_F / sqrt(dim f_l)) \
+measures how much a relative change of layer l moves layer k; a network explodes with rate r when GSC(L, L-l) grows like r^l \
+(Philipp, Song & Carbonell, arXiv 1712.05577). Layers are counted from the input: f_0 is the input, f_L the output.\n\n\
+  predict   closed-form (infinite-width, mean-field) prediction\n\
+  simulate  Monte Carlo measurement over sampled networks\n\
+  check     both, side by side, with z-scores and verdicts\n\n\
+Example: gradscale check --act tanh --width 100 --depth 50 --sigma-w2 1 --samples 200 --seed 1"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Closed-form prediction at infinite width: q_l, ||f_l||^2/n, ln GSC(L, l), ln GSC(l, 0), the fitted explosion rate, and the fixed point (chi_1, depth scales) of a uniform MLP.
+    Predict(predict::Args),
+    /// Monte Carlo: sample networks and inputs from --seed and measure ||f_l||^2/n, ln GSC(L, l) and ln GSC(l, 0) (mean, standard error, median).
+    Simulate(simulate::Args),
+    /// Predict and simulate the same network, and compare every quantity with a z-score and a verdict.
+    Check(check::Args),
+}
+
+/// Runs the CLI and returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = e.print();
+                    return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                        2
+                    } else {
+                        0
+                    };
+                }
+                _ => {
+                    // One line: clap's first line names the flag; our value parsers add the accepted range.
+                    let text = e.render().to_string();
+                    let first = text.lines().next().unwrap_or("error: invalid arguments");
+                    eprintln!("{first}");
+                    return 2;
+                }
+            }
+        }
+    };
+    let result = match cli.command {
+        Command::Predict(a) => predict::run(&a),
+        Command::Simulate(a) => simulate::run(&a),
+        Command::Check(a) => check::run(&a),
+    };
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
+}
+
+/// A progress line on stderr when it is a terminal (never in pipes or CI logs).
+pub fn progress_reporter(total: usize, what: &'static str) -> impl Fn(usize) + Sync {
+    let tty = std::io::stderr().is_terminal();
+    let step = (total / 100).max(1);
+    move |done: usize| {
+        if tty && (done.is_multiple_of(step) || done == total) {
+            eprint!("\r{what}: {done}/{total} samples");
+            if done == total {
+                eprint!("\r\x1b[2K");
+            }
+        }
+    }
+}
+
+/// Formats a float for tables: fixed for moderate magnitudes, scientific otherwise, "-" for None/NaN.
+pub fn fmt(x: f64) -> String {
+    if !x.is_finite() {
+        if x.is_nan() {
+            "-".into()
+        } else if x > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        }
+    } else if x == 0.0 || (1e-3..1e6).contains(&x.abs()) {
+        format!("{x:.6}")
+    } else {
+        format!("{x:.4e}")
+    }
+}

@@ -1,0 +1,92 @@
+use super::{fmt, progress_reporter, McArgs, NetArgs};
+use gradscale::montecarlo::{simulate_with_progress, Measurement};
+use gradscale::Result;
+use serde_json::json;
+use std::fmt::Write;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub net: NetArgs,
+    #[command(flatten)]
+    pub mc: McArgs,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn measure(net: &gradscale::Network, mc: &McArgs) -> Result<Measurement> {
+    let opts = mc.options();
+    let progress = progress_reporter(opts.samples, "simulate");
+    mc.in_pool(|| simulate_with_progress(net, &opts, &progress))
+}
+
+pub fn run(a: &Args) -> Result<String> {
+    let net = a.net.network()?;
+    let m = measure(&net, &a.mc)?;
+    if m.degenerate == m.samples {
+        return Err(gradscale::Error::Unsupported(format!(
+            "all {} samples were degenerate (a layer output or Jacobian was exactly zero): nothing to measure",
+            m.samples
+        )));
+    }
+    if a.json {
+        let ms = |s: &gradscale::stats::Summary| json!({"mean": s.mean, "stderr": s.stderr, "median": s.median, "sd": s.sd});
+        let layers: Vec<_> = m
+            .layers
+            .iter()
+            .map(|l| {
+                json!({
+                    "index": l.index,
+                    "width": l.width,
+                    "sq_norm": ms(&l.sq_norm),
+                    "log_gsc_to_output": ms(&l.log_gsc_to_output),
+                    "log_gsc_from_input": ms(&l.log_gsc_from_input),
+                })
+            })
+            .collect();
+        let v = json!({
+            "command": "simulate",
+            "network": net,
+            "samples": m.samples,
+            "degenerate": m.degenerate,
+            "seed": m.seed,
+            "estimator": m.estimator,
+            "layers": layers,
+        });
+        return Ok(format!(
+            "{}\n",
+            serde_json::to_string_pretty(&v).expect("json")
+        ));
+    }
+    Ok(table(&m))
+}
+
+pub fn table(m: &Measurement) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Monte Carlo: {} samples ({} degenerate, excluded), seed {}, estimator {:?}",
+        m.samples, m.degenerate, m.seed, m.estimator
+    );
+    let _ = writeln!(
+        s,
+        "{:>5} {:>6} {:>13} {:>11} {:>13} {:>11} {:>13} {:>11}",
+        "l", "width", "|f_l|^2/n", "+-se", "lnGSC(L,l)", "+-se", "lnGSC(l,0)", "+-se"
+    );
+    for l in &m.layers {
+        let _ = writeln!(
+            s,
+            "{:>5} {:>6} {:>13} {:>11} {:>13} {:>11} {:>13} {:>11}",
+            l.index,
+            l.width,
+            fmt(l.sq_norm.mean),
+            fmt(l.sq_norm.stderr),
+            fmt(l.log_gsc_to_output.mean),
+            fmt(l.log_gsc_to_output.stderr),
+            fmt(l.log_gsc_from_input.mean),
+            fmt(l.log_gsc_from_input.stderr)
+        );
+    }
+    s
+}

@@ -1,0 +1,166 @@
+//! The Monte Carlo engine: sample networks at random initialisation from the same [`Network`]
+//! description the closed-form engine reads, and measure ||f_l||, GSC(L, l) and GSC(k, 0) exactly
+//! (full Jacobians) or with Gaussian probes.
+//!
+//! Reproducibility: sample i draws everything from its own generator, seeded from (seed, i), and results
+//! are gathered in sample order, so the numbers do not depend on the thread count.
+//! Definitions: theory/gsc-mlp.md (GSC, qm norm), theory/monte-carlo.md (estimators and errors).
+
+mod ops;
+mod sample;
+
+pub use ops::{OpCache, OpParams, Sample};
+pub use sample::{
+    draw_input, draw_params, forward, jacobian_batch, jacobian_norms, outcome, run_sample,
+    JacobianNorms, NetParams, SampleOutcome, Trace,
+};
+
+use crate::arch::Network;
+use crate::error::{Error, Result};
+use crate::stats::Summary;
+use rand::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+use rayon::prelude::*;
+use serde::Serialize;
+
+/// How ||J||_F^2 is obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Estimator {
+    /// The full Jacobian, by forward mode from the input and reverse mode from the output.
+    Exact,
+    /// `P` Gaussian probe vectors each way: E||J v||^2 = ||J||_F^2, bias of the log corrected to second
+    /// order (theory/monte-carlo.md).
+    Probes(usize),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct McOptions {
+    pub samples: usize,
+    pub seed: u64,
+    pub estimator: Estimator,
+}
+
+impl Default for McOptions {
+    fn default() -> Self {
+        McOptions {
+            samples: 200,
+            seed: 0,
+            estimator: Estimator::Exact,
+        }
+    }
+}
+
+/// The generator of sample `index` under `seed`: a SplitMix64-style mix of both, so nearby seeds and
+/// indices give unrelated streams.
+pub fn sample_rng(seed: u64, index: u64) -> Xoshiro256PlusPlus {
+    let mut z = seed
+        .wrapping_add(0x9E37_79B9_7F4A_7C15)
+        .wrapping_mul(0xBF58_476D_1CE4_E5B9)
+        ^ index.wrapping_mul(0x94D0_49BB_1331_11EB);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    Xoshiro256PlusPlus::seed_from_u64(z ^ (z >> 31))
+}
+
+/// Per-layer aggregate over the non-degenerate samples.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerMeasurement {
+    pub index: usize,
+    pub width: usize,
+    /// ||f_l||^2 / dim f_l.
+    pub sq_norm: Summary,
+    /// ln GSC(L, l).
+    pub log_gsc_to_output: Summary,
+    /// ln GSC(l, 0).
+    pub log_gsc_from_input: Summary,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Measurement {
+    /// Samples drawn.
+    pub samples: usize,
+    /// Samples excluded because some layer output or Jacobian was exactly zero (e.g. a dead relu layer),
+    /// where the GSC is 0/0.
+    pub degenerate: usize,
+    pub seed: u64,
+    pub estimator: Estimator,
+    pub layers: Vec<LayerMeasurement>,
+    /// The raw per-sample ln GSC(L, 0) values of the non-degenerate samples, in sample order (for
+    /// distribution tests).
+    #[serde(skip)]
+    pub log_gsc_total: Vec<f64>,
+}
+
+/// Runs `opts.samples` independent samples of `net` (in parallel) and aggregates them. `progress` is
+/// called with the number of samples finished so far (from worker threads, in no particular order).
+pub fn simulate_with_progress(
+    net: &Network,
+    opts: &McOptions,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<Measurement> {
+    net.validate()?;
+    if opts.samples == 0 {
+        return Err(Error::param("--samples", 0, "an integer >= 1"));
+    }
+    if let Estimator::Probes(0) = opts.estimator {
+        return Err(Error::param("--probes", 0, "an integer >= 2"));
+    }
+    if let Estimator::Probes(1) = opts.estimator {
+        return Err(Error::param(
+            "--probes",
+            1,
+            "an integer >= 2 (the standard error needs two)",
+        ));
+    }
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let outcomes: Vec<SampleOutcome> = (0..opts.samples)
+        .into_par_iter()
+        .map(|i| {
+            let mut rng = sample_rng(opts.seed, i as u64);
+            let out = run_sample(net, &mut rng, opts.estimator);
+            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            progress(n);
+            out
+        })
+        .collect();
+    Ok(aggregate(net, opts, &outcomes))
+}
+
+pub fn simulate(net: &Network, opts: &McOptions) -> Result<Measurement> {
+    simulate_with_progress(net, opts, &|_| {})
+}
+
+fn aggregate(net: &Network, opts: &McOptions, outcomes: &[SampleOutcome]) -> Measurement {
+    let good: Vec<&SampleOutcome> = outcomes.iter().filter(|o| !o.degenerate).collect();
+    let widths = net.widths();
+    let depth = net.depth();
+    let empty = Summary {
+        mean: f64::NAN,
+        stderr: f64::NAN,
+        median: f64::NAN,
+        sd: f64::NAN,
+        n: 0,
+    };
+    let summarise = |f: &dyn Fn(&SampleOutcome) -> f64| -> Summary {
+        let xs: Vec<f64> = good.iter().map(|o| f(o)).collect();
+        Summary::of(&xs).unwrap_or(empty)
+    };
+    let layers = (0..=depth)
+        .map(|l| LayerMeasurement {
+            index: l,
+            width: widths[l],
+            sq_norm: summarise(&|o| o.sq_norm[l]),
+            log_gsc_to_output: summarise(&|o| o.log_gsc_to_output[l]),
+            log_gsc_from_input: summarise(&|o| o.log_gsc_from_input[l]),
+        })
+        .collect();
+    Measurement {
+        samples: outcomes.len(),
+        degenerate: outcomes.len() - good.len(),
+        seed: opts.seed,
+        estimator: opts.estimator,
+        layers,
+        log_gsc_total: good.iter().map(|o| o.log_gsc_to_output[0]).collect(),
+    }
+}

@@ -1,0 +1,308 @@
+//! Each op kind's sampled computation: draw its parameters, run it forward on a batch (columns), and push
+//! tangents forward (J t) or adjoints backward (J^T a).
+//!
+//! Tangents and adjoints are stored per batch element b as an n x P matrix whose P columns are the probe
+//! directions; ops that mix the batch (batch norm) read across the elements.
+
+use crate::arch::{Dense, Init, Op, Residual, Skip};
+use nalgebra::{DMatrix, DVector};
+use rand::Rng;
+use rand_distr::StandardNormal;
+
+/// Sampled parameters of one op.
+#[derive(Clone, Debug)]
+pub enum OpParams {
+    Dense {
+        w: DMatrix<f64>,
+        b: DVector<f64>,
+    },
+    None,
+    Residual {
+        skip: Option<DMatrix<f64>>,
+        branch: Vec<OpParams>,
+    },
+}
+
+/// What the backward and tangent passes need from the forward pass.
+#[derive(Clone, Debug)]
+pub enum OpCache {
+    None,
+    /// phi'(h), n x B.
+    Act(DMatrix<f64>),
+    /// Normalised output y and 1/std, per column (layer norm) or per row (batch norm).
+    Norm {
+        y: DMatrix<f64>,
+        inv_std: Vec<f64>,
+    },
+    Residual(Vec<OpCache>),
+}
+
+pub trait Sample {
+    fn draw(&self, n_in: usize, rng: &mut dyn rand::RngCore) -> OpParams;
+    fn forward(&self, p: &OpParams, x: &DMatrix<f64>) -> (DMatrix<f64>, OpCache);
+    /// J t for each batch element's tangent block.
+    fn jvp(&self, p: &OpParams, c: &OpCache, t: Vec<DMatrix<f64>>) -> Vec<DMatrix<f64>>;
+    /// J^T a for each batch element's adjoint block (stored n x P, i.e. transposed).
+    fn vjp(&self, p: &OpParams, c: &OpCache, a: Vec<DMatrix<f64>>) -> Vec<DMatrix<f64>>;
+}
+
+pub(crate) fn gaussian_matrix(
+    r: usize,
+    c: usize,
+    sd: f64,
+    rng: &mut dyn rand::RngCore,
+) -> DMatrix<f64> {
+    DMatrix::from_fn(r, c, |_, _| sd * rng.sample::<f64, _>(StandardNormal))
+}
+
+/// A Haar-distributed matrix with orthonormal columns (r >= c) or rows (r < c): QR of a Gaussian matrix
+/// with the signs of R's diagonal folded into Q (Mezzadri 2007), without which Q is not Haar.
+pub(crate) fn haar(r: usize, c: usize, rng: &mut dyn rand::RngCore) -> DMatrix<f64> {
+    let (tall_r, tall_c) = if r >= c { (r, c) } else { (c, r) };
+    let g = gaussian_matrix(tall_r, tall_c, 1.0, rng);
+    let qr = g.qr();
+    let mut q = qr.q();
+    let rr = qr.r();
+    for j in 0..tall_c {
+        if rr[(j, j)] < 0.0 {
+            q.column_mut(j).neg_mut();
+        }
+    }
+    if r >= c {
+        q
+    } else {
+        q.transpose()
+    }
+}
+
+fn draw_dense(d: &Dense, n_in: usize, rng: &mut dyn rand::RngCore) -> OpParams {
+    let w = match d.init {
+        Init::Gaussian => gaussian_matrix(d.width, n_in, (d.sigma_w2 / n_in as f64).sqrt(), rng),
+        // Scaled so that ||W||_F^2 = sigma_w^2 n_out, the Gaussian init's expectation.
+        Init::Orthogonal => {
+            let scale = (d.sigma_w2 * (d.width as f64 / n_in as f64).max(1.0)).sqrt();
+            haar(d.width, n_in, rng) * scale
+        }
+    };
+    let b = if d.sigma_b2 > 0.0 {
+        let sd = d.sigma_b2.sqrt();
+        DVector::from_fn(d.width, |_, _| sd * rng.sample::<f64, _>(StandardNormal))
+    } else {
+        DVector::zeros(d.width)
+    };
+    OpParams::Dense { w, b }
+}
+
+/// y = (x - mean) / sqrt(var + eps) along columns (`by_column`, layer norm) or rows (batch norm).
+fn normalise(x: &DMatrix<f64>, eps: f64, by_column: bool) -> (DMatrix<f64>, Vec<f64>) {
+    let mut y = x.clone();
+    let groups = if by_column { x.ncols() } else { x.nrows() };
+    let mut inv_std = Vec::with_capacity(groups);
+    for g in 0..groups {
+        let v: Vec<f64> = if by_column {
+            x.column(g).iter().copied().collect()
+        } else {
+            x.row(g).iter().copied().collect()
+        };
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|a| (a - m).powi(2)).sum::<f64>() / v.len() as f64;
+        let s = 1.0 / (var + eps).sqrt();
+        inv_std.push(s);
+        for (k, a) in v.iter().enumerate() {
+            let val = (a - m) * s;
+            if by_column {
+                y[(k, g)] = val;
+            } else {
+                y[(g, k)] = val;
+            }
+        }
+    }
+    (y, inv_std)
+}
+
+/// Layer-norm Jacobian (symmetric): dy = s (dh - mean(dh) - y mean(y dh)), per batch element.
+fn layer_norm_tangent(
+    y: &DMatrix<f64>,
+    inv_std: &[f64],
+    t: Vec<DMatrix<f64>>,
+) -> Vec<DMatrix<f64>> {
+    t.into_iter()
+        .enumerate()
+        .map(|(b, mut tb)| {
+            let n = tb.nrows() as f64;
+            let yb = y.column(b);
+            for mut col in tb.column_iter_mut() {
+                let m = col.sum() / n;
+                let my = yb.dot(&col) / n;
+                for i in 0..col.len() {
+                    col[i] = inv_std[b] * (col[i] - m - yb[i] * my);
+                }
+            }
+            tb
+        })
+        .collect()
+}
+
+/// Batch-norm Jacobian (symmetric in the batch index): per unit i and probe p, the vector over b
+/// transforms as in layer norm with the roles of units and batch exchanged.
+fn batch_norm_tangent(
+    y: &DMatrix<f64>,
+    inv_std: &[f64],
+    mut t: Vec<DMatrix<f64>>,
+) -> Vec<DMatrix<f64>> {
+    let bsz = t.len();
+    if bsz == 0 {
+        return t;
+    }
+    let (n, p) = (t[0].nrows(), t[0].ncols());
+    let mut v = vec![0.0; bsz];
+    for i in 0..n {
+        for c in 0..p {
+            for (b, tb) in t.iter().enumerate() {
+                v[b] = tb[(i, c)];
+            }
+            let m = v.iter().sum::<f64>() / bsz as f64;
+            let my = (0..bsz).map(|b| y[(i, b)] * v[b]).sum::<f64>() / bsz as f64;
+            for (b, tb) in t.iter_mut().enumerate() {
+                tb[(i, c)] = inv_std[i] * (v[b] - m - y[(i, b)] * my);
+            }
+        }
+    }
+    t
+}
+
+impl Sample for Op {
+    fn draw(&self, n_in: usize, rng: &mut dyn rand::RngCore) -> OpParams {
+        match self {
+            Op::Dense(d) => draw_dense(d, n_in, rng),
+            Op::Act(_) | Op::LayerNorm { .. } | Op::BatchNorm { .. } => OpParams::None,
+            Op::Residual(r) => draw_residual(r, n_in, rng),
+        }
+    }
+
+    fn forward(&self, p: &OpParams, x: &DMatrix<f64>) -> (DMatrix<f64>, OpCache) {
+        match (self, p) {
+            (Op::Dense(_), OpParams::Dense { w, b }) => {
+                let mut h = w * x;
+                for mut col in h.column_iter_mut() {
+                    col += b;
+                }
+                (h, OpCache::None)
+            }
+            (Op::Act(a), _) => (x.map(|v| a.phi(v)), OpCache::Act(x.map(|v| a.dphi(v)))),
+            (Op::LayerNorm { eps }, _) => {
+                let (y, inv_std) = normalise(x, *eps, true);
+                (y.clone(), OpCache::Norm { y, inv_std })
+            }
+            (Op::BatchNorm { eps }, _) => {
+                let (y, inv_std) = normalise(x, *eps, false);
+                (y.clone(), OpCache::Norm { y, inv_std })
+            }
+            (Op::Residual(r), OpParams::Residual { skip, branch }) => {
+                let mut h = x.clone();
+                let mut caches = Vec::with_capacity(r.branch.len());
+                for (op, pp) in r.branch.iter().zip(branch) {
+                    let (out, c) = op.forward(pp, &h);
+                    h = out;
+                    caches.push(c);
+                }
+                let s = match skip {
+                    Some(q) => q * x,
+                    None => x.clone(),
+                };
+                (s + h * r.alpha, OpCache::Residual(caches))
+            }
+            _ => unreachable!("parameters drawn for another op kind"),
+        }
+    }
+
+    fn jvp(&self, p: &OpParams, c: &OpCache, t: Vec<DMatrix<f64>>) -> Vec<DMatrix<f64>> {
+        match (self, p, c) {
+            (Op::Dense(_), OpParams::Dense { w, .. }, _) => t.iter().map(|tb| w * tb).collect(),
+            (Op::Act(_), _, OpCache::Act(d)) => scale_rows(d, t),
+            (Op::LayerNorm { .. }, _, OpCache::Norm { y, inv_std }) => {
+                layer_norm_tangent(y, inv_std, t)
+            }
+            (Op::BatchNorm { .. }, _, OpCache::Norm { y, inv_std }) => {
+                batch_norm_tangent(y, inv_std, t)
+            }
+            (Op::Residual(r), OpParams::Residual { skip, branch }, OpCache::Residual(caches)) => {
+                let mut tr = t.clone();
+                for ((op, pp), cc) in r.branch.iter().zip(branch).zip(caches) {
+                    tr = op.jvp(pp, cc, tr);
+                }
+                t.into_iter()
+                    .zip(tr)
+                    .map(|(tb, rb)| {
+                        let s = match skip {
+                            Some(q) => q * tb,
+                            None => tb,
+                        };
+                        s + rb * r.alpha
+                    })
+                    .collect()
+            }
+            _ => unreachable!("cache from another op kind"),
+        }
+    }
+
+    fn vjp(&self, p: &OpParams, c: &OpCache, a: Vec<DMatrix<f64>>) -> Vec<DMatrix<f64>> {
+        match (self, p, c) {
+            (Op::Dense(_), OpParams::Dense { w, .. }, _) => {
+                a.iter().map(|ab| w.tr_mul(ab)).collect()
+            }
+            (Op::Act(_), _, OpCache::Act(d)) => scale_rows(d, a),
+            // Both normalisation Jacobians are symmetric.
+            (Op::LayerNorm { .. }, _, OpCache::Norm { y, inv_std }) => {
+                layer_norm_tangent(y, inv_std, a)
+            }
+            (Op::BatchNorm { .. }, _, OpCache::Norm { y, inv_std }) => {
+                batch_norm_tangent(y, inv_std, a)
+            }
+            (Op::Residual(r), OpParams::Residual { skip, branch }, OpCache::Residual(caches)) => {
+                let mut ar: Vec<DMatrix<f64>> = a.iter().map(|ab| ab * r.alpha).collect();
+                for ((op, pp), cc) in r.branch.iter().zip(branch).zip(caches).rev() {
+                    ar = op.vjp(pp, cc, ar);
+                }
+                a.into_iter()
+                    .zip(ar)
+                    .map(|(ab, rb)| {
+                        let s = match skip {
+                            Some(q) => q.tr_mul(&ab),
+                            None => ab,
+                        };
+                        s + rb
+                    })
+                    .collect()
+            }
+            _ => unreachable!("cache from another op kind"),
+        }
+    }
+}
+
+fn draw_residual(r: &Residual, n_in: usize, rng: &mut dyn rand::RngCore) -> OpParams {
+    let skip = match r.skip {
+        Skip::Identity => None,
+        Skip::Orthogonal => Some(haar(n_in, n_in, rng)),
+    };
+    let mut n = n_in;
+    let mut branch = Vec::with_capacity(r.branch.len());
+    for op in &r.branch {
+        branch.push(op.draw(n, rng));
+        if let Op::Dense(d) = op {
+            n = d.width;
+        }
+    }
+    OpParams::Residual { skip, branch }
+}
+
+/// Multiplies row i of each batch element's block by d[i, b].
+fn scale_rows(d: &DMatrix<f64>, mut t: Vec<DMatrix<f64>>) -> Vec<DMatrix<f64>> {
+    for (b, tb) in t.iter_mut().enumerate() {
+        let db = d.column(b);
+        for mut col in tb.column_iter_mut() {
+            col.component_mul_assign(&db);
+        }
+    }
+    t
+}

@@ -1,0 +1,270 @@
+//! One sampled network: parameters, forward pass, and the two Jacobian families.
+
+use super::ops::{gaussian_matrix, OpCache, OpParams, Sample};
+use super::Estimator;
+use crate::arch::{Network, Op};
+use nalgebra::DMatrix;
+use rand::Rng;
+use rand_distr::StandardNormal;
+
+/// Parameters of every op, layer by layer.
+pub type NetParams = Vec<Vec<OpParams>>;
+
+/// Draws every op's parameters in a fixed order (layer by layer, op by op).
+pub fn draw_params(net: &Network, rng: &mut dyn rand::RngCore) -> NetParams {
+    let mut n = net.input.width;
+    net.layers
+        .iter()
+        .map(|layer| {
+            layer
+                .ops
+                .iter()
+                .map(|op| {
+                    let p = op.draw(n, rng);
+                    if let Op::Dense(d) = op {
+                        n = d.width;
+                    }
+                    p
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The input batch, n_0 x B: x_b = sqrt(c0) u + sqrt(1 - c0) e_b with u, e_b ~ N(0, I), each column
+/// rescaled to ||x_b||^2 = n_0 (so pairwise correlations are c0 up to O(n_0^-1/2)).
+pub fn draw_input(net: &Network, rng: &mut dyn rand::RngCore) -> DMatrix<f64> {
+    let n = net.input.width;
+    let bsz = net.input.batch;
+    let c0 = net.input.correlation;
+    let shared = gaussian_matrix(n, 1, 1.0, rng);
+    let mut x = DMatrix::from_fn(n, bsz, |i, _| {
+        let e: f64 = rng.sample(StandardNormal);
+        c0.sqrt() * shared[(i, 0)] + (1.0 - c0).sqrt() * e
+    });
+    for mut col in x.column_iter_mut() {
+        let norm = col.norm();
+        if norm > 0.0 {
+            col *= (n as f64).sqrt() / norm;
+        }
+    }
+    x
+}
+
+/// A forward pass: every layer output f_l (n_l x B) and every op's cache.
+pub struct Trace {
+    pub outputs: Vec<DMatrix<f64>>,
+    pub caches: Vec<Vec<OpCache>>,
+}
+
+pub fn forward(net: &Network, params: &NetParams, x: DMatrix<f64>) -> Trace {
+    let mut outputs = vec![x];
+    let mut caches = Vec::with_capacity(net.depth());
+    for (layer, lp) in net.layers.iter().zip(params) {
+        let mut h = outputs.last().expect("input").clone();
+        let mut lc = Vec::with_capacity(layer.ops.len());
+        for (op, p) in layer.ops.iter().zip(lp) {
+            let (out, c) = op.forward(p, &h);
+            h = out;
+            lc.push(c);
+        }
+        outputs.push(h);
+        caches.push(lc);
+    }
+    Trace { outputs, caches }
+}
+
+/// Squared Frobenius norms of the two Jacobian families, over the batch map that the GSC is defined on
+/// (the first input alone, or the whole batch when the network has batch norm):
+/// `from_input[k] = ||d f_k / d f_0||_F^2` and `to_output[l] = ||d f_L / d f_l||_F^2`.
+/// With probes, these are unbiased estimates, and `*_rel_var` holds the estimated relative variance of
+/// each estimate (for the log-bias correction).
+pub struct JacobianNorms {
+    pub from_input: Vec<f64>,
+    pub to_output: Vec<f64>,
+    pub from_input_rel_var: Vec<f64>,
+    pub to_output_rel_var: Vec<f64>,
+}
+
+/// Number of batch elements the Jacobian is taken over.
+pub fn jacobian_batch(net: &Network) -> usize {
+    if net.batch_coupled() {
+        net.input.batch
+    } else {
+        1
+    }
+}
+
+fn start_blocks(
+    n: usize,
+    bj: usize,
+    estimator: Estimator,
+    rng: &mut dyn rand::RngCore,
+) -> Vec<DMatrix<f64>> {
+    match estimator {
+        // Direction (j, b') of the batch map: identity block at columns b' n .. (b'+1) n of element b'.
+        Estimator::Exact => (0..bj)
+            .map(|b| {
+                let mut m = DMatrix::zeros(n, n * bj);
+                for j in 0..n {
+                    m[(j, b * n + j)] = 1.0;
+                }
+                m
+            })
+            .collect(),
+        Estimator::Probes(p) => (0..bj).map(|_| gaussian_matrix(n, p, 1.0, rng)).collect(),
+    }
+}
+
+/// ||sum_b T_b||_F^2 and, for probes, the relative variance of the probe average.
+fn frob(blocks: &[DMatrix<f64>], estimator: Estimator) -> (f64, f64) {
+    match estimator {
+        Estimator::Exact => (blocks.iter().map(|m| m.norm_squared()).sum(), 0.0),
+        Estimator::Probes(p) => {
+            let per: Vec<f64> = (0..p)
+                .map(|c| blocks.iter().map(|m| m.column(c).norm_squared()).sum())
+                .collect();
+            let mean = per.iter().sum::<f64>() / p as f64;
+            let var = per.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (p - 1) as f64;
+            let rel = if mean > 0.0 {
+                var / (p as f64 * mean * mean)
+            } else {
+                0.0
+            };
+            (mean, rel)
+        }
+    }
+}
+
+pub fn jacobian_norms(
+    net: &Network,
+    params: &NetParams,
+    trace: &Trace,
+    estimator: Estimator,
+    rng: &mut dyn rand::RngCore,
+) -> JacobianNorms {
+    let bj = jacobian_batch(net);
+    let depth = net.depth();
+    let widths = net.widths();
+    let mut from_input = vec![0.0; depth + 1];
+    let mut from_input_rel_var = vec![0.0; depth + 1];
+    let mut t = start_blocks(widths[0], bj, estimator, rng);
+    (from_input[0], from_input_rel_var[0]) = frob(&t, estimator);
+    for l in 0..depth {
+        for ((op, p), c) in net.layers[l]
+            .ops
+            .iter()
+            .zip(&params[l])
+            .zip(&trace.caches[l])
+        {
+            t = op.jvp(p, c, t);
+        }
+        (from_input[l + 1], from_input_rel_var[l + 1]) = frob(&t, estimator);
+    }
+    let mut to_output = vec![0.0; depth + 1];
+    let mut to_output_rel_var = vec![0.0; depth + 1];
+    let mut a = start_blocks(widths[depth], bj, estimator, rng);
+    (to_output[depth], to_output_rel_var[depth]) = frob(&a, estimator);
+    for l in (0..depth).rev() {
+        for ((op, p), c) in net.layers[l]
+            .ops
+            .iter()
+            .zip(&params[l])
+            .zip(&trace.caches[l])
+            .rev()
+        {
+            a = op.vjp(p, c, a);
+        }
+        (to_output[l], to_output_rel_var[l]) = frob(&a, estimator);
+    }
+    JacobianNorms {
+        from_input,
+        to_output,
+        from_input_rel_var,
+        to_output_rel_var,
+    }
+}
+
+/// Everything measured on one sampled network.
+#[derive(Clone, Debug)]
+pub struct SampleOutcome {
+    /// ||f_l||^2 / (n_l B_J) over the Jacobian's batch (B_J = 1 unless the net has batch norm).
+    pub sq_norm: Vec<f64>,
+    pub log_gsc_to_output: Vec<f64>,
+    pub log_gsc_from_input: Vec<f64>,
+    /// Some layer output or Jacobian vanished exactly: the GSC is 0/0 and the sample is excluded.
+    pub degenerate: bool,
+}
+
+/// ln GSC from squared norms: 0.5 ln(||J||_F^2 / dim f_l * ||f_l||^2 / ||f_k||^2), with the probe
+/// estimate's second-order log bias, -rel_var/2, added back.
+fn log_gsc(jac2: f64, rel_var: f64, dim_l: f64, norm2_l: f64, norm2_k: f64) -> f64 {
+    0.5 * (jac2.ln() + 0.5 * rel_var - dim_l.ln() + norm2_l.ln() - norm2_k.ln())
+}
+
+/// Runs one sample: parameters, input, forward pass, Jacobian norms, GSC.
+pub fn run_sample(
+    net: &Network,
+    rng: &mut dyn rand::RngCore,
+    estimator: Estimator,
+) -> SampleOutcome {
+    let params = draw_params(net, rng);
+    let x = draw_input(net, rng);
+    let trace = forward(net, &params, x);
+    outcome(net, &params, &trace, estimator, rng)
+}
+
+/// GSC and norms from a forward trace (also used by the fixture tests, with given weights).
+pub fn outcome(
+    net: &Network,
+    params: &NetParams,
+    trace: &Trace,
+    estimator: Estimator,
+    rng: &mut dyn rand::RngCore,
+) -> SampleOutcome {
+    let bj = jacobian_batch(net);
+    let depth = net.depth();
+    let norm2: Vec<f64> = trace
+        .outputs
+        .iter()
+        .map(|f| f.columns(0, bj).norm_squared())
+        .collect();
+    let dims: Vec<f64> = trace
+        .outputs
+        .iter()
+        .map(|f| (f.nrows() * bj) as f64)
+        .collect();
+    let j = jacobian_norms(net, params, trace, estimator, rng);
+    let bad = |v: f64| !(v > 0.0 && v.is_finite());
+    let degenerate = norm2.iter().any(|&v| bad(v))
+        || j.from_input.iter().any(|&v| bad(v))
+        || j.to_output.iter().any(|&v| bad(v));
+    let log_gsc_from_input = (0..=depth)
+        .map(|k| {
+            log_gsc(
+                j.from_input[k],
+                j.from_input_rel_var[k],
+                dims[0],
+                norm2[0],
+                norm2[k],
+            )
+        })
+        .collect();
+    let log_gsc_to_output = (0..=depth)
+        .map(|l| {
+            log_gsc(
+                j.to_output[l],
+                j.to_output_rel_var[l],
+                dims[l],
+                norm2[l],
+                norm2[depth],
+            )
+        })
+        .collect();
+    SampleOutcome {
+        sq_norm: norm2.iter().zip(&dims).map(|(n, d)| n / d).collect(),
+        log_gsc_to_output,
+        log_gsc_from_input,
+        degenerate,
+    }
+}

@@ -1,0 +1,63 @@
+//! Small statistics shared by the Monte Carlo engine and the verifier.
+
+use serde::Serialize;
+
+/// Mean, standard error of the mean, median and standard deviation of a sample.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct Summary {
+    pub mean: f64,
+    pub stderr: f64,
+    pub median: f64,
+    pub sd: f64,
+    pub n: usize,
+}
+
+impl Summary {
+    /// Summary of finite values; `None` for an empty slice.
+    pub fn of(xs: &[f64]) -> Option<Summary> {
+        let n = xs.len();
+        if n == 0 {
+            return None;
+        }
+        let mean = xs.iter().sum::<f64>() / n as f64;
+        let var = if n > 1 {
+            xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64
+        } else {
+            0.0
+        };
+        let sd = var.sqrt();
+        Some(Summary {
+            mean,
+            stderr: sd / (n as f64).sqrt(),
+            median: quantile(xs, 0.5),
+            sd,
+            n,
+        })
+    }
+}
+
+/// Empirical quantile with linear interpolation (type 7).
+pub fn quantile(xs: &[f64], p: f64) -> f64 {
+    let mut v: Vec<f64> = xs.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let h = (v.len() - 1) as f64 * p.clamp(0.0, 1.0);
+    let lo = h.floor() as usize;
+    let hi = h.ceil() as usize;
+    v[lo] + (h - lo as f64) * (v[hi] - v[lo])
+}
+
+/// Two-sided normal quantile for a false-alarm rate `alpha`: the z beyond which |Z| falls with
+/// probability alpha.
+pub fn z_for_false_alarm(alpha: f64) -> f64 {
+    use statrs::distribution::{ContinuousCDF, Normal};
+    let n = Normal::new(0.0, 1.0).expect("standard normal");
+    n.inverse_cdf(1.0 - alpha / 2.0)
+}
+
+/// Two-sided p-value of a z-score.
+pub fn p_two_sided(z: f64) -> f64 {
+    libm::erfc(z.abs() / std::f64::consts::SQRT_2)
+}

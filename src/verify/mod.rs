@@ -1,0 +1,161 @@
+//! Prediction versus measurement: per quantity a z-score, a tolerance built from the measured standard
+//! error plus a stated finite-width bias bound, and a verdict. The theory and Monte Carlo engines never see
+//! each other; they meet only here. Method: theory/verification.md.
+
+use crate::arch::Network;
+use crate::montecarlo::Measurement;
+use crate::stats::{z_for_false_alarm, Summary};
+use crate::theory::Prediction;
+use serde::Serialize;
+
+/// How strict a comparison is.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct CheckPolicy {
+    /// Family-wise false-alarm rate over all comparisons of one check (Bonferroni-split).
+    pub family_alpha: f64,
+    /// Finite-width bias bound per layer spanned, in units of 1/width: |E ln GSC_finite - ln GSC_inf| <=
+    /// kappa * span / n. ReLU's exact small-depth slope is 1 (theory/finite-width.md); kappa = 1.5 leaves
+    /// room for smooth nonlinearities, whose 1/n coefficient is not yet derived.
+    pub kappa: f64,
+}
+
+impl Default for CheckPolicy {
+    fn default() -> Self {
+        CheckPolicy {
+            family_alpha: 1e-3,
+            kappa: 1.5,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Agree,
+    Disagree,
+    /// Not enough non-degenerate samples to say.
+    Inconclusive,
+}
+
+/// One compared quantity.
+#[derive(Clone, Debug, Serialize)]
+pub struct Comparison {
+    pub quantity: String,
+    pub layer: usize,
+    pub predicted: f64,
+    pub measured: f64,
+    pub stderr: f64,
+    /// (measured - predicted) / stderr.
+    pub z: f64,
+    /// The stated finite-width bias bound added to the statistical tolerance.
+    pub bias_bound: f64,
+    /// |measured - predicted| must not exceed this: z_crit * stderr + bias_bound.
+    pub tolerance: f64,
+    pub verdict: Verdict,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckReport {
+    pub policy: CheckPolicy,
+    /// Per-comparison false-alarm rate and its two-sided critical z.
+    pub alpha_per_comparison: f64,
+    pub z_crit: f64,
+    pub comparisons: Vec<Comparison>,
+    pub agree: usize,
+    pub disagree: usize,
+    pub inconclusive: usize,
+}
+
+fn compare(
+    quantity: &str,
+    layer: usize,
+    predicted: f64,
+    m: &Summary,
+    z_crit: f64,
+    bias_bound: f64,
+) -> Comparison {
+    let diff = m.mean - predicted;
+    let ok_stats = m.n >= 2 && m.stderr.is_finite() && predicted.is_finite();
+    let z = if m.stderr > 0.0 {
+        diff / m.stderr
+    } else if diff == 0.0 {
+        0.0
+    } else {
+        f64::INFINITY.copysign(diff)
+    };
+    let tolerance = z_crit * m.stderr + bias_bound;
+    let verdict = if !ok_stats {
+        Verdict::Inconclusive
+    } else if diff.abs() <= tolerance {
+        Verdict::Agree
+    } else {
+        Verdict::Disagree
+    };
+    Comparison {
+        quantity: quantity.into(),
+        layer,
+        predicted,
+        measured: m.mean,
+        stderr: m.stderr,
+        z,
+        bias_bound,
+        tolerance,
+        verdict,
+    }
+}
+
+/// Compares ln GSC(L, l), ln GSC(l, 0) and ln(||f_l||^2 / n_l) layer by layer.
+pub fn check(net: &Network, p: &Prediction, m: &Measurement, policy: &CheckPolicy) -> CheckReport {
+    let depth = net.depth();
+    let widths = net.widths();
+    let inv_n: Vec<f64> = widths.iter().map(|&n| 1.0 / n as f64).collect();
+    // Span-weighted 1/n between two layers: the sum of 1/n_i over the layers in between.
+    let span = |lo: usize, hi: usize| -> f64 { inv_n[lo + 1..=hi].iter().sum() };
+    let n_cmp = 3 * depth; // layer 0 (input) and the trivial GSC(L, L), GSC(0, 0) are not compared
+    let alpha = policy.family_alpha / n_cmp.max(1) as f64;
+    let z_crit = z_for_false_alarm(alpha);
+    let mut comparisons = Vec::new();
+    for l in 0..depth {
+        comparisons.push(compare(
+            "ln GSC(L, l)",
+            l,
+            p.layers[l].log_gsc_to_output,
+            &m.layers[l].log_gsc_to_output,
+            z_crit,
+            policy.kappa * span(l, depth),
+        ));
+    }
+    for k in 1..=depth {
+        comparisons.push(compare(
+            "ln GSC(k, 0)",
+            k,
+            p.layers[k].log_gsc_from_input,
+            &m.layers[k].log_gsc_from_input,
+            z_crit,
+            policy.kappa * span(0, k),
+        ));
+    }
+    for l in 1..=depth {
+        // Compared on the mean itself; the bias bound is relative.
+        let pred = p.layers[l].log_sq_norm.exp();
+        let s = &m.layers[l].sq_norm;
+        comparisons.push(compare(
+            "||f_l||^2/n_l",
+            l,
+            pred,
+            s,
+            z_crit,
+            policy.kappa * span(0, l) * pred.abs(),
+        ));
+    }
+    let count = |v: Verdict| comparisons.iter().filter(|c| c.verdict == v).count();
+    CheckReport {
+        policy: *policy,
+        alpha_per_comparison: alpha,
+        z_crit,
+        agree: count(Verdict::Agree),
+        disagree: count(Verdict::Disagree),
+        inconclusive: count(Verdict::Inconclusive),
+        comparisons,
+    }
+}
