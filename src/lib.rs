@@ -6,10 +6,12 @@
 //! numbers side by side. Each formula's derivation is in the repository's `theory/` folder.
 
 pub mod arch;
+pub mod claims;
 pub mod error;
 pub mod gauss;
 pub mod montecarlo;
 pub mod nonlin;
+pub mod plot;
 pub mod stats;
 pub mod theory;
 pub mod verify;

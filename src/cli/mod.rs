@@ -2,7 +2,9 @@
 //! stdout before the whole result is ready, so a failed run leaves no partial output.
 
 mod args;
+mod audit;
 mod check;
+mod plot;
 mod predict;
 mod simulate;
 
@@ -22,7 +24,9 @@ measures how much a relative change of layer l moves layer k; a network explodes
 (Philipp, Song & Carbonell, arXiv 1712.05577). Layers are counted from the input: f_0 is the input, f_L the output.\n\n\
   predict   closed-form (infinite-width, mean-field) prediction\n\
   simulate  Monte Carlo measurement over sampled networks\n\
-  check     both, side by side, with z-scores and verdicts\n\n\
+  check     both, side by side, with z-scores and verdicts\n\
+  plot      figures: theory as lines, measurements as points\n\
+  audit     every claim of the seed paper and every closed form, with verdicts\n\n\
 Example: gradscale check --act tanh --width 100 --depth 50 --sigma-w2 1 --samples 200 --seed 1"
 )]
 struct Cli {
@@ -38,6 +42,10 @@ enum Command {
     Simulate(simulate::Args),
     /// Predict and simulate the same network, and compare every quantity with a z-score and a verdict.
     Check(check::Args),
+    /// Draw figures (closed form as lines, Monte Carlo as points with 95% error bars) as PNG, SVG and CSV.
+    Plot(plot::Args),
+    /// Run the claims registry (the seed paper's abstract and every closed form) and write a report with verdicts.
+    Audit(audit::Args),
 }
 
 /// Runs the CLI and returns the exit code.
@@ -71,6 +79,8 @@ pub fn main() -> i32 {
         Command::Predict(a) => predict::run(&a),
         Command::Simulate(a) => simulate::run(&a),
         Command::Check(a) => check::run(&a),
+        Command::Plot(a) => plot::run(&a),
+        Command::Audit(a) => audit::run(&a),
     };
     match result {
         Ok(text) => {

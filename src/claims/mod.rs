@@ -1,0 +1,433 @@
+//! The claims registry and the audit: every claim of the seed paper's abstract and every closed form the
+//! project encodes, each with where it comes from, the measurement that tests it, its tolerance and
+//! false-alarm rate, and a verdict. Claims that need training are listed as not testable, never dropped.
+//!
+//! Statistics: each testable claim yields a p-value for rejecting its null hypothesis. For an *equality*
+//! claim (a closed form equals the measurement) the null is "the formula is right": rejecting it
+//! contradicts the claim. For a *directional* claim (e.g. "SELU nets explode") the null is the claim's
+//! negation: rejecting it supports the claim. Rejections are decided by Holm's step-down procedure over all
+//! claims of one audit at family-wise rate `alpha` (theory/verification.md).
+
+mod registry;
+
+pub use registry::{registry, AuditOptions};
+
+use crate::error::Result;
+use crate::stats::p_two_sided;
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// Stated in Philipp, Song & Carbonell, arXiv 1712.05577 (abstract).
+    SeedPaper,
+    /// Stated in the cited literature (named in the claim).
+    Literature,
+    /// Derived in this project (theory/).
+    Derived,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Supported,
+    Contradicted,
+    Inconclusive,
+    NotTestable,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TestKind {
+    /// The prediction equals the measurement (up to the stated bias bound).
+    Equality,
+    /// The measurement exceeds `prediction` (the threshold), e.g. ln GSC > 0.
+    Greater,
+}
+
+/// What a claim's test measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct Evidence {
+    pub kind: TestKind,
+    /// The closed-form value (equality) or the threshold (greater).
+    pub prediction: f64,
+    pub measurement: f64,
+    pub stderr: f64,
+    /// Finite-width bias bound allowed on top of sampling noise (equality claims).
+    pub bias_bound: f64,
+    /// Signed (measurement - prediction) / stderr.
+    pub z: f64,
+    /// p-value for rejecting the null hypothesis.
+    pub p_value: f64,
+    /// What was measured, in words, with the configuration and seed.
+    pub detail: String,
+    /// A figure that shows it, if any.
+    pub figure: Option<String>,
+}
+
+impl Evidence {
+    /// An equality test: the null "prediction is right" is judged on the excess of |diff| over the bias
+    /// bound.
+    pub fn equality(
+        prediction: f64,
+        measurement: f64,
+        stderr: f64,
+        bias_bound: f64,
+        detail: String,
+    ) -> Evidence {
+        let diff = measurement - prediction;
+        let excess = (diff.abs() - bias_bound).max(0.0);
+        let p_value = if stderr > 0.0 {
+            p_two_sided(excess / stderr)
+        } else if excess == 0.0 {
+            1.0
+        } else {
+            0.0
+        };
+        Evidence {
+            kind: TestKind::Equality,
+            prediction,
+            measurement,
+            stderr,
+            bias_bound,
+            z: if stderr > 0.0 { diff / stderr } else { 0.0 },
+            p_value,
+            detail,
+            figure: None,
+        }
+    }
+
+    /// A one-sided test that the measurement exceeds `threshold`.
+    pub fn greater(threshold: f64, measurement: f64, stderr: f64, detail: String) -> Evidence {
+        let z = if stderr > 0.0 {
+            (measurement - threshold) / stderr
+        } else if measurement > threshold {
+            f64::INFINITY
+        } else {
+            f64::NEG_INFINITY
+        };
+        // One-sided p-value of H0: measurement <= threshold.
+        let p_value = 0.5 * libm::erfc(z / std::f64::consts::SQRT_2);
+        Evidence {
+            kind: TestKind::Greater,
+            prediction: threshold,
+            measurement,
+            stderr,
+            bias_bound: 0.0,
+            z,
+            p_value,
+            detail,
+            figure: None,
+        }
+    }
+
+    pub fn with_figure(mut self, name: &str) -> Evidence {
+        self.figure = Some(name.to_string());
+        self
+    }
+}
+
+/// How a claim is tested.
+pub type ClaimTest = fn(&AuditOptions) -> Result<Evidence>;
+
+/// One entry of the registry.
+pub struct Claim {
+    pub id: &'static str,
+    pub statement: &'static str,
+    pub source: Source,
+    /// The publication, for `Source::Literature` and `Source::SeedPaper`.
+    pub reference: &'static str,
+    /// The derivation in theory/.
+    pub theory: &'static str,
+    /// None: not testable by this project (yet); `untestable` says why.
+    pub test: Option<ClaimTest>,
+    pub untestable: &'static str,
+}
+
+/// One row of the audit report.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClaimResult {
+    pub id: String,
+    pub statement: String,
+    pub source: Source,
+    pub reference: String,
+    pub theory: String,
+    pub verdict: Verdict,
+    pub evidence: Option<Evidence>,
+    /// The per-claim rate Holm compared this p-value with (None if not tested).
+    pub holm_threshold: Option<f64>,
+    pub note: String,
+    pub seconds: f64,
+}
+
+/// Applies Holm's step-down procedure at family-wise rate `alpha` and sets the verdicts.
+pub fn apply_holm(results: &mut [ClaimResult], alpha: f64) {
+    let mut idx: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.evidence.is_some())
+        .map(|(i, _)| i)
+        .collect();
+    idx.sort_by(|&a, &b| {
+        let pa = results[a]
+            .evidence
+            .as_ref()
+            .map(|e| e.p_value)
+            .unwrap_or(1.0);
+        let pb = results[b]
+            .evidence
+            .as_ref()
+            .map(|e| e.p_value)
+            .unwrap_or(1.0);
+        pa.total_cmp(&pb)
+    });
+    let m = idx.len();
+    let mut still_rejecting = true;
+    for (rank, &i) in idx.iter().enumerate() {
+        let threshold = alpha / (m - rank) as f64;
+        let r = &mut results[i];
+        let e = r.evidence.as_ref().expect("tested");
+        let reject = still_rejecting && e.p_value <= threshold;
+        if !reject {
+            still_rejecting = false;
+        }
+        r.holm_threshold = Some(threshold);
+        r.verdict = match (e.kind, reject) {
+            (TestKind::Equality, true) => Verdict::Contradicted,
+            (TestKind::Equality, false) => Verdict::Supported,
+            (TestKind::Greater, true) => Verdict::Supported,
+            // Not significantly above the threshold: contradicted if significantly below it.
+            (TestKind::Greater, false) => {
+                if e.z < -crate::stats::z_for_false_alarm(2.0 * threshold) {
+                    Verdict::Contradicted
+                } else {
+                    Verdict::Inconclusive
+                }
+            }
+        };
+    }
+}
+
+/// The audit's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditReport {
+    pub seed: u64,
+    pub quick: bool,
+    /// Family-wise false-alarm rate over all tested claims (Holm).
+    pub alpha: f64,
+    pub results: Vec<ClaimResult>,
+    pub supported: usize,
+    pub contradicted: usize,
+    pub inconclusive: usize,
+    pub not_testable: usize,
+}
+
+/// A user's architecture as a claim: the closed form agrees with the measurement at every layer.
+/// The p-value is the Bonferroni-adjusted smallest p over the per-layer comparisons of `verify::check`.
+pub fn architecture_claim(net: &crate::Network, name: &str, o: &AuditOptions) -> Result<Evidence> {
+    use crate::montecarlo::{simulate, Estimator, McOptions};
+    use crate::theory::{predict, MfOptions};
+    let p = predict(net, &MfOptions::default())?;
+    let m = simulate(
+        net,
+        &McOptions {
+            samples: if o.quick { 32 } else { 128 },
+            seed: o.seed + 1000,
+            estimator: Estimator::Exact,
+        },
+    )?;
+    let r = crate::verify::check(net, &p, &m, &crate::verify::CheckPolicy::default());
+    let n = r.comparisons.len().max(1) as f64;
+    let worst = r
+        .comparisons
+        .iter()
+        .map(|c| {
+            let excess = ((c.measured - c.predicted).abs() - c.bias_bound).max(0.0);
+            let pv = if c.stderr > 0.0 {
+                p_two_sided(excess / c.stderr)
+            } else if excess == 0.0 {
+                1.0
+            } else {
+                0.0
+            };
+            (pv, c)
+        })
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    let Some((pmin, c)) = worst else {
+        return Err(crate::Error::Unsupported("nothing to compare".into()));
+    };
+    let mut e = Evidence::equality(
+        c.predicted,
+        c.measured,
+        c.stderr,
+        c.bias_bound,
+        format!(
+            "{name}: {} comparisons ({} agree, {} disagree at family rate 1e-3); worst: {} at layer {}: predicted {:.4}, measured {:.4} +- {:.4}; {} nets, seed {}",
+            r.comparisons.len(),
+            r.agree,
+            r.disagree,
+            c.quantity,
+            c.layer,
+            c.predicted,
+            c.measured,
+            c.stderr,
+            m.samples,
+            o.seed + 1000
+        ),
+    );
+    e.p_value = (pmin * n).min(1.0);
+    Ok(e)
+}
+
+/// Runs every claim (and the user's architectures), then Holm over the tested ones. `progress` gets
+/// (index, total, id) before each claim.
+pub fn run_audit(
+    o: &AuditOptions,
+    archs: &[(String, crate::Network)],
+    alpha: f64,
+    progress: &dyn Fn(usize, usize, &str),
+) -> AuditReport {
+    let reg = registry();
+    let total = reg.len() + archs.len();
+    let mut results = Vec::with_capacity(total);
+    let timed = |f: &dyn Fn() -> Result<Evidence>| {
+        let t = std::time::Instant::now();
+        let r = f();
+        (r, t.elapsed().as_secs_f64())
+    };
+    for (i, c) in reg.iter().enumerate() {
+        progress(i + 1, total, c.id);
+        let (evidence, note, seconds) = match c.test {
+            None => (None, c.untestable.to_string(), 0.0),
+            Some(test) => match timed(&|| test(o)) {
+                (Ok(e), s) => (Some(e), String::new(), s),
+                (Err(e), s) => (None, format!("could not be run: {e}"), s),
+            },
+        };
+        results.push(ClaimResult {
+            id: c.id.into(),
+            statement: c.statement.into(),
+            source: c.source,
+            reference: c.reference.into(),
+            theory: c.theory.into(),
+            verdict: if c.test.is_none() {
+                Verdict::NotTestable
+            } else {
+                Verdict::Inconclusive
+            },
+            evidence,
+            holm_threshold: None,
+            note,
+            seconds,
+        });
+    }
+    for (j, (name, net)) in archs.iter().enumerate() {
+        let id = format!("arch/{name}");
+        progress(reg.len() + j + 1, total, &id);
+        let (r, seconds) = timed(&|| architecture_claim(net, name, o));
+        let (evidence, note) = match r {
+            Ok(e) => (Some(e), String::new()),
+            Err(e) => (None, format!("could not be run: {e}")),
+        };
+        results.push(ClaimResult {
+            id,
+            statement: format!("The closed form predicts ln GSC(L, l), ln GSC(l, 0) and ||f_l||^2/n_l of {name} at every layer."),
+            source: Source::Derived,
+            reference: String::new(),
+            theory: "theory/verification.md".into(),
+            verdict: Verdict::Inconclusive,
+            evidence,
+            holm_threshold: None,
+            note,
+            seconds,
+        });
+    }
+    apply_holm(&mut results, alpha);
+    let count = |v: Verdict| results.iter().filter(|r| r.verdict == v).count();
+    AuditReport {
+        seed: o.seed,
+        quick: o.quick,
+        alpha,
+        supported: count(Verdict::Supported),
+        contradicted: count(Verdict::Contradicted),
+        inconclusive: count(Verdict::Inconclusive),
+        not_testable: count(Verdict::NotTestable),
+        results,
+    }
+}
+
+impl AuditReport {
+    /// The report as Markdown; `figures` maps figure names to paths relative to the report.
+    pub fn to_markdown(&self, figures: &[(String, String)]) -> String {
+        let mut s = String::new();
+        s.push_str("# gradscale audit\n\n");
+        s.push_str(&format!(
+            "Seed {}, {} mode. {} supported, {} contradicted, {} inconclusive, {} not testable. Verdicts use Holm's procedure over all tested claims at family-wise false-alarm rate {}. Equality claims are contradicted when the measurement is farther from the closed form than sampling noise plus the stated finite-width bias bound allows; directional claims are supported when the measurement is significantly beyond the threshold.\n\n",
+            self.seed,
+            if self.quick { "quick" } else { "full" },
+            self.supported,
+            self.contradicted,
+            self.inconclusive,
+            self.not_testable,
+            self.alpha
+        ));
+        s.push_str("| claim | source | verdict | prediction / threshold | measurement | z | p | derivation |\n|---|---|---|---|---|---|---|---|\n");
+        for r in &self.results {
+            let verdict = match r.verdict {
+                Verdict::Supported => "supported",
+                Verdict::Contradicted => "**contradicted**",
+                Verdict::Inconclusive => "inconclusive",
+                Verdict::NotTestable => "not testable",
+            };
+            let source = match r.source {
+                Source::SeedPaper => "seed paper",
+                Source::Literature => "literature",
+                Source::Derived => "derived here",
+            };
+            let (pred, meas, z, p) = match &r.evidence {
+                Some(e) => (
+                    match e.kind {
+                        TestKind::Equality => {
+                            format!("= {:.4} (bias bound {:.2e})", e.prediction, e.bias_bound)
+                        }
+                        TestKind::Greater => format!("> {:.4}", e.prediction),
+                    },
+                    format!("{:.4} ± {:.4}", e.measurement, e.stderr),
+                    format!("{:.2}", e.z),
+                    format!("{:.2e}", e.p_value),
+                ),
+                None => ("-".into(), "-".into(), "-".into(), "-".into()),
+            };
+            s.push_str(&format!(
+                "| `{}` | {} | {} | {} | {} | {} | {} | [{}](../{}) |\n",
+                r.id, source, verdict, pred, meas, z, p, r.theory, r.theory
+            ));
+        }
+        s.push_str("\n## Details\n\n");
+        for r in &self.results {
+            s.push_str(&format!("### `{}`\n\n{}", r.id, r.statement));
+            if !r.reference.is_empty() {
+                s.push_str(&format!(" ({})", r.reference));
+            }
+            s.push_str("\n\n");
+            if let Some(e) = &r.evidence {
+                s.push_str(&format!("{}\n\n", e.detail));
+                if let Some(t) = r.holm_threshold {
+                    s.push_str(&format!(
+                        "p = {:.3e}, Holm threshold {:.3e}; {:.1} s.\n\n",
+                        e.p_value, t, r.seconds
+                    ));
+                }
+                if let Some(f) = &e.figure {
+                    if let Some((_, path)) = figures.iter().find(|(n, _)| n == f) {
+                        s.push_str(&format!("![{f}]({path})\n\n"));
+                    }
+                }
+            }
+            if !r.note.is_empty() {
+                s.push_str(&format!("{}\n\n", r.note));
+            }
+        }
+        s
+    }
+}

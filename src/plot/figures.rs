@@ -1,0 +1,270 @@
+//! The figure set. Each figure is computed from the library's two engines (closed form as lines,
+//! Monte Carlo as points with 95% error bars) and labelled with its configuration and seed.
+
+use super::{Figure, Series};
+use crate::arch::{Dense, Init, InputModel, Layer, MlpSpec, Network, Op, Residual, Skip};
+use crate::error::{Error, Result};
+use crate::montecarlo::{simulate, Estimator, McOptions};
+use crate::theory::{predict, MfOptions};
+use crate::Nonlinearity;
+
+/// What every figure needs to know.
+#[derive(Clone, Copy, Debug)]
+pub struct FigureOptions {
+    pub seed: u64,
+    /// Fewer samples and configurations (for `audit --quick` and tests).
+    pub quick: bool,
+}
+
+/// Figure names, in the order `plot --all` draws them.
+pub fn names() -> Vec<&'static str> {
+    vec!["gsc-depth", "gsc-width", "resnet-dilution"]
+}
+
+pub fn build(name: &str, o: &FigureOptions) -> Result<Figure> {
+    match name {
+        "gsc-depth" => gsc_depth(o),
+        "gsc-width" => gsc_width(o),
+        "resnet-dilution" => resnet_dilution(o),
+        _ => Err(Error::param(
+            "figure name",
+            name,
+            format!("one of: {}", names().join(", ")),
+        )),
+    }
+}
+
+/// 95% interval of a mean from its standard error.
+const Z95: f64 = 1.959964;
+
+/// The seed paper's Figure 1A, predicted and measured: GSC(L, l) against the number of layers between
+/// f_l and the output, for width-100, depth-50 MLPs.
+fn gsc_depth(o: &FigureOptions) -> Result<Figure> {
+    let (width, depth) = (100, 50);
+    let samples = if o.quick { 16 } else { 64 };
+    let acts = [
+        "tanh",
+        "selu",
+        "relu",
+        "gelu",
+        "erf",
+        "elu",
+        "hard-tanh",
+        "sigmoid",
+    ];
+    let mut series = Vec::new();
+    for (i, name) in acts.iter().enumerate() {
+        let act: Nonlinearity = name.parse().map_err(Error::Unsupported)?;
+        let net = Network::mlp(MlpSpec {
+            act,
+            width,
+            depth,
+            sigma_w2: MlpSpec::default_sigma_w2(act),
+            sigma_b2: 0.0,
+        })?;
+        let p = predict(&net, &MfOptions::default())?;
+        let m = simulate(
+            &net,
+            &McOptions {
+                samples,
+                seed: o.seed + i as u64,
+                estimator: Estimator::Exact,
+            },
+        )?;
+        let x = |l: usize| (depth - l) as f64;
+        series.push(Series::line(
+            format!("{name} (theory)"),
+            i,
+            p.layers
+                .iter()
+                .map(|l| (x(l.index), l.log_gsc_to_output.exp()))
+                .collect(),
+        ));
+        let step = 5;
+        let pts: Vec<_> = m
+            .layers
+            .iter()
+            .filter(|l| (depth - l.index) % step == 0)
+            .collect();
+        series.push(Series::points(
+            format!("{name} (measured)"),
+            i,
+            pts.iter()
+                .map(|l| (x(l.index), l.log_gsc_to_output.mean.exp()))
+                .collect(),
+            pts.iter()
+                .map(|l| {
+                    let s = &l.log_gsc_to_output;
+                    (
+                        (s.mean - Z95 * s.stderr).exp(),
+                        (s.mean + Z95 * s.stderr).exp(),
+                    )
+                })
+                .collect(),
+        ));
+    }
+    Ok(Figure {
+        name: "gsc-depth".into(),
+        title: "GSC(L, l) of width-100 MLPs at initialisation".into(),
+        caption: format!(
+            "width 100, depth 50, sigma_w^2 He for relu else 1, sigma_b = 0, layer-tanh = dense -> layer norm -> tanh; points: geometric mean over {samples} nets, 95% CI; seed {}",
+            o.seed
+        ),
+        x_label: "layers between f_l and the output (L - l)".into(),
+        y_label: "GSC(L, l) (log scale)".into(),
+        log_y: true,
+        series,
+    })
+}
+
+/// Finite width: the measured mean ln GSC(L, 0) of He-ReLU nets against width, next to the
+/// infinite-width value 0.
+fn gsc_width(o: &FigureOptions) -> Result<Figure> {
+    let widths: Vec<usize> = if o.quick {
+        vec![10, 30, 100]
+    } else {
+        vec![10, 20, 30, 50, 100, 200, 300]
+    };
+    let depths = [10usize, 50];
+    let samples = if o.quick { 32 } else { 128 };
+    let mut series = Vec::new();
+    for (i, &depth) in depths.iter().enumerate() {
+        let mut pts = Vec::new();
+        let mut bars = Vec::new();
+        for (j, &w) in widths.iter().enumerate() {
+            let net = Network::mlp(MlpSpec {
+                act: Nonlinearity::Relu,
+                width: w,
+                depth,
+                sigma_w2: 2.0,
+                sigma_b2: 0.0,
+            })?;
+            let m = simulate(
+                &net,
+                &McOptions {
+                    samples,
+                    seed: o.seed + 100 * i as u64 + j as u64,
+                    estimator: Estimator::Exact,
+                },
+            )?;
+            let s = &m.layers[0].log_gsc_to_output;
+            pts.push((w as f64, s.mean));
+            bars.push((s.mean - Z95 * s.stderr, s.mean + Z95 * s.stderr));
+        }
+        series.push(Series::points(
+            format!("depth {depth} (measured)"),
+            i,
+            pts,
+            bars,
+        ));
+    }
+    series.push(Series::line(
+        "infinite width (theory, any depth)",
+        7,
+        vec![
+            (widths[0] as f64, 0.0),
+            (*widths.last().unwrap() as f64, 0.0),
+        ],
+    ));
+    Ok(Figure {
+        name: "gsc-width".into(),
+        title: "Finite width: ln GSC(L, 0) of He-ReLU MLPs".into(),
+        caption: format!(
+            "relu, sigma_w^2 = 2, sigma_b = 0; mean over {samples} nets (degenerate excluded), 95% CI; seed {}",
+            o.seed
+        ),
+        x_label: "width n".into(),
+        y_label: "mean ln GSC(L, 0)".into(),
+        log_y: false,
+        series,
+    })
+}
+
+/// One residual block x + alpha * rho(x) with an exploding branch rho = dense -> tanh -> dense: the
+/// block GSC against the dilution k = ||x|| / ||alpha rho||, with the Pythagorean curve
+/// GSC_b^2 = (k^2 + GSC_rho^2) / (k^2 + 1).
+fn resnet_dilution(o: &FigureOptions) -> Result<Figure> {
+    let width = 100;
+    let samples = if o.quick { 32 } else { 128 };
+    let branch = vec![
+        Op::Dense(Dense {
+            width,
+            sigma_w2: 4.0,
+            sigma_b2: 0.0,
+            init: Init::Gaussian,
+        }),
+        Op::Act(Nonlinearity::Tanh),
+        Op::Dense(Dense {
+            width,
+            sigma_w2: 1.0,
+            sigma_b2: 0.0,
+            init: Init::Gaussian,
+        }),
+    ];
+    let block = |alpha: f64| Network {
+        input: InputModel::sphere(width),
+        layers: vec![Layer {
+            ops: vec![Op::Residual(Residual {
+                skip: Skip::Identity,
+                alpha,
+                branch: branch.clone(),
+            })],
+        }],
+    };
+    // GSC of the branch alone (as a 1-layer network), from the closed form.
+    let branch_net = Network {
+        input: InputModel::sphere(width),
+        layers: vec![Layer {
+            ops: branch.clone(),
+        }],
+    };
+    let pb = predict(&branch_net, &MfOptions::default())?;
+    let gsc_rho = pb.layers[0].log_gsc_to_output.exp();
+    let q_rho = pb.layers[1].sq_norm;
+    let alphas: Vec<f64> = if o.quick {
+        vec![0.1, 0.3, 1.0, 3.0, 10.0]
+    } else {
+        vec![0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0]
+    };
+    let k_of = |alpha: f64| (1.0 / (alpha * alpha * q_rho)).sqrt();
+    let curve: Vec<(f64, f64)> = (0..=200)
+        .map(|i| {
+            let k = 10f64.powf(-1.5 + 3.0 * i as f64 / 200.0);
+            (k, ((k * k + gsc_rho * gsc_rho) / (k * k + 1.0)).sqrt())
+        })
+        .collect();
+    let mut pts = Vec::new();
+    let mut bars = Vec::new();
+    for (i, &a) in alphas.iter().enumerate() {
+        let net = block(a);
+        let m = simulate(
+            &net,
+            &McOptions {
+                samples,
+                seed: o.seed + i as u64,
+                estimator: Estimator::Exact,
+            },
+        )?;
+        let s = &m.layers[0].log_gsc_to_output;
+        pts.push((k_of(a), s.mean.exp()));
+        bars.push((
+            (s.mean - Z95 * s.stderr).exp(),
+            (s.mean + Z95 * s.stderr).exp(),
+        ));
+    }
+    Ok(Figure {
+        name: "resnet-dilution".into(),
+        title: "Pythagorean equation: block GSC against dilution k".into(),
+        caption: format!(
+            "block x + alpha*W2 tanh(W1 x), width {width}, sigma_w^2 = 4 then 1; GSC_rho = {gsc_rho:.4}; {samples} nets per point, 95% CI; seed {}",
+            o.seed
+        ),
+        x_label: "k = ||skip|| / ||residual|| (log10)".into(),
+        y_label: "GSC of the block (log scale)".into(),
+        log_y: true,
+        series: vec![
+            Series::line("(k^2 + GSC_rho^2)/(k^2 + 1), square root (theory)", 0, curve.iter().map(|&(k, g)| (k.log10(), g)).collect()),
+            Series::points("measured", 1, pts.iter().map(|&(k, g)| (k.log10(), g)).collect(), bars),
+        ],
+    })
+}
