@@ -1,0 +1,172 @@
+//! The command line as a user meets it: bad input is one line on stderr with exit code 2 and nothing on
+//! stdout; --json is machine-readable with the documented keys; plot and audit write their files.
+
+use serde_json::Value;
+use std::process::Command;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gradscale"))
+        .args(args)
+        .output()
+        .expect("binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_input_is_one_line_exit_2_no_stdout() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["predict", "--width", "0"], "--width"),
+        (&["predict", "--depth", "0"], "--depth"),
+        (&["predict", "--sigma-w2", "-1"], "--sigma-w2"),
+        (&["predict", "--sigma-w2", "inf"], "--sigma-w2"),
+        (&["predict", "--sigma-w2", "nan"], "--sigma-w2"),
+        (&["predict", "--sigma-b2", "-0.5"], "--sigma-b2"),
+        (&["predict", "--act", "softsign"], "--act"),
+        (&["predict", "--act", "leaky-relu:2"], "--act"),
+        (&["simulate", "--samples", "0"], "--samples"),
+        (&["simulate", "--samples", "abc"], "--samples"),
+        (&["simulate", "--width", "1e3"], "--width"),
+        (&["check", "--alpha", "2"], "--alpha"),
+        (
+            &["simulate", "--probes", "1", "--width", "4", "--depth", "1"],
+            "--probes",
+        ),
+        (
+            &["predict", "--arch", "/nonexistent/file.toml"],
+            "/nonexistent/file.toml",
+        ),
+        (
+            &["predict", "--input-correlation", "1"],
+            "--input-correlation",
+        ),
+    ];
+    for (args, flag) in cases {
+        let (code, stdout, stderr) = run(args);
+        assert_eq!(code, 2, "{args:?}: exit code {code}, stderr {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: printed {stdout}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{args:?}: stderr {stderr}"
+        );
+        assert!(
+            stderr.contains(flag),
+            "{args:?}: stderr does not name {flag}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn predict_json_has_the_documented_keys() {
+    let (code, stdout, stderr) = run(&[
+        "predict",
+        "--act",
+        "selu",
+        "--width",
+        "50",
+        "--depth",
+        "7",
+        "--sigma-w2",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).expect("valid JSON");
+    let layers = v["layers"].as_array().expect("layers");
+    assert_eq!(layers.len(), 8);
+    for (i, l) in layers.iter().enumerate() {
+        assert_eq!(l["index"].as_u64(), Some(i as u64));
+        for key in ["q", "sq_norm", "log_gsc_to_output", "log_gsc_from_input"] {
+            assert!(l[key].as_f64().is_some(), "layer {i}: {key} missing in {l}");
+        }
+    }
+    // SELU at q* = 1: ln GSC(L, 0) = (L/2) ln chi_1.
+    let got = layers[0]["log_gsc_to_output"].as_f64().unwrap();
+    assert!(
+        (got - 3.5 * 1.071574992455799f64.ln()).abs() < 1e-10,
+        "{got}"
+    );
+}
+
+#[test]
+fn simulate_json_is_reproducible_and_has_mean_and_stderr() {
+    let args = [
+        "simulate",
+        "--act",
+        "tanh",
+        "--width",
+        "20",
+        "--depth",
+        "3",
+        "--samples",
+        "16",
+        "--seed",
+        "4",
+        "--json",
+    ];
+    let (code, a, stderr) = run(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let (_, b, _) = run(&[&args[..], &["--threads", "1"]].concat());
+    assert_eq!(a, b, "same seed, different thread count: different output");
+    let v: Value = serde_json::from_str(&a).unwrap();
+    assert_eq!(v["samples"].as_u64(), Some(16));
+    assert_eq!(v["degenerate"].as_u64(), Some(0));
+    for l in v["layers"].as_array().unwrap() {
+        for key in ["sq_norm", "log_gsc_to_output", "log_gsc_from_input"] {
+            assert!(
+                l[key]["mean"].as_f64().is_some() && l[key]["stderr"].as_f64().is_some(),
+                "{key} in {l}"
+            );
+        }
+    }
+}
+
+#[test]
+fn check_reports_verdicts() {
+    let (code, stdout, stderr) = run(&[
+        "check",
+        "--act",
+        "erf",
+        "--width",
+        "64",
+        "--depth",
+        "3",
+        "--samples",
+        "32",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    let rows = v["report"]["comparisons"].as_array().unwrap();
+    assert_eq!(rows.len(), 9);
+    assert!(rows
+        .iter()
+        .all(|r| r["verdict"].is_string() && r["z"].is_number()));
+}
+
+#[test]
+fn plot_writes_png_svg_and_csv() {
+    let dir = std::env::temp_dir().join(format!("gradscale-plot-{}", std::process::id()));
+    let (code, _, stderr) = run(&[
+        "plot",
+        "resnet-dilution",
+        "--quick",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    for ext in ["png", "svg", "csv"] {
+        let p = dir.join(format!("resnet-dilution.{ext}"));
+        let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+        assert!(len > 1000, "{} is missing or tiny", p.display());
+    }
+    // Text is rendered with the embedded font: the SVG carries the title and axis labels.
+    let svg = std::fs::read_to_string(dir.join("resnet-dilution.svg")).unwrap();
+    assert!(svg.contains("Pythagorean") && svg.contains("dilution"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
