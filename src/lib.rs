@@ -6,6 +6,7 @@
 //! numbers side by side. Each formula's derivation is in the repository's `theory/` folder.
 
 pub mod arch;
+pub mod bench;
 pub mod error;
 pub mod gauss;
 pub mod montecarlo;

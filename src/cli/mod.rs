@@ -2,6 +2,7 @@
 //! stdout before the whole result is ready, so a failed run leaves no partial output.
 
 mod args;
+mod bench;
 mod check;
 mod predict;
 mod simulate;
@@ -38,6 +39,8 @@ enum Command {
     Simulate(simulate::Args),
     /// Predict and simulate the same network, and compare every quantity with a z-score and a verdict.
     Check(check::Args),
+    /// Time both engines against this machine's f64 matrix-product peak (measured in the same run): GFLOP/s and fraction of peak per workload, the closed-form phase grid, and optional scaling sweeps.
+    Bench(bench::Args),
 }
 
 /// Runs the CLI and returns the exit code.
@@ -71,6 +74,7 @@ pub fn main() -> i32 {
         Command::Predict(a) => predict::run(&a),
         Command::Simulate(a) => simulate::run(&a),
         Command::Check(a) => check::run(&a),
+        Command::Bench(a) => bench::run(&a),
     };
     match result {
         Ok(text) => {

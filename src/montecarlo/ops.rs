@@ -4,10 +4,13 @@
 //! Tangents and adjoints are stored per batch element b as an n x P matrix whose P columns are the probe
 //! directions; ops that mix the batch (batch norm) read across the elements.
 
+use super::gemm;
 use crate::arch::{Dense, Init, Op, Residual, Skip};
 use nalgebra::{DMatrix, DVector};
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
+use rand_xoshiro::Xoshiro256PlusPlus;
+use std::cell::RefCell;
 
 /// Sampled parameters of one op.
 #[derive(Clone, Debug)]
@@ -52,7 +55,14 @@ pub(crate) fn gaussian_matrix(
     sd: f64,
     rng: &mut dyn rand::RngCore,
 ) -> DMatrix<f64> {
-    DMatrix::from_fn(r, c, |_, _| sd * rng.sample::<f64, _>(StandardNormal))
+    // A local generator, seeded from the caller's, so the ziggurat's calls to next_u64 are inlined
+    // rather than dispatched through `dyn` (weight draws were a third of an exact width-100 sample).
+    let mut local = Xoshiro256PlusPlus::seed_from_u64(rng.next_u64());
+    let mut m = DMatrix::zeros(r, c);
+    for v in m.as_mut_slice() {
+        *v = sd * local.sample::<f64, _>(StandardNormal);
+    }
+    m
 }
 
 /// A Haar-distributed matrix with orthonormal columns (r >= c) or rows (r < c): QR of a Gaussian matrix
@@ -183,7 +193,7 @@ impl Sample for Op {
     fn forward(&self, p: &OpParams, x: &DMatrix<f64>) -> (DMatrix<f64>, OpCache) {
         match (self, p) {
             (Op::Dense(_), OpParams::Dense { w, b }) => {
-                let mut h = w * x;
+                let mut h = gemm::mul(w, false, x);
                 for mut col in h.column_iter_mut() {
                     col += b;
                 }
@@ -218,7 +228,7 @@ impl Sample for Op {
 
     fn jvp(&self, p: &OpParams, c: &OpCache, t: Vec<DMatrix<f64>>) -> Vec<DMatrix<f64>> {
         match (self, p, c) {
-            (Op::Dense(_), OpParams::Dense { w, .. }, _) => t.iter().map(|tb| w * tb).collect(),
+            (Op::Dense(_), OpParams::Dense { w, .. }, _) => product_in_place(w, false, t),
             (Op::Act(_), _, OpCache::Act(d)) => scale_rows(d, t),
             (Op::LayerNorm { .. }, _, OpCache::Norm { y, inv_std }) => {
                 layer_norm_tangent(y, inv_std, t)
@@ -235,7 +245,7 @@ impl Sample for Op {
                     .zip(tr)
                     .map(|(tb, rb)| {
                         let s = match skip {
-                            Some(q) => q * tb,
+                            Some(q) => gemm::mul(q, false, &tb),
                             None => tb,
                         };
                         s + rb * r.alpha
@@ -248,9 +258,7 @@ impl Sample for Op {
 
     fn vjp(&self, p: &OpParams, c: &OpCache, a: Vec<DMatrix<f64>>) -> Vec<DMatrix<f64>> {
         match (self, p, c) {
-            (Op::Dense(_), OpParams::Dense { w, .. }, _) => {
-                a.iter().map(|ab| w.tr_mul(ab)).collect()
-            }
+            (Op::Dense(_), OpParams::Dense { w, .. }, _) => product_in_place(w, true, a),
             (Op::Act(_), _, OpCache::Act(d)) => scale_rows(d, a),
             // Both normalisation Jacobians are symmetric.
             (Op::LayerNorm { .. }, _, OpCache::Norm { y, inv_std }) => {
@@ -268,7 +276,7 @@ impl Sample for Op {
                     .zip(ar)
                     .map(|(ab, rb)| {
                         let s = match skip {
-                            Some(q) => q.tr_mul(&ab),
+                            Some(q) => gemm::mul(q, true, &ab),
                             None => ab,
                         };
                         s + rb
@@ -294,6 +302,29 @@ fn draw_residual(r: &Residual, n_in: usize, rng: &mut dyn rand::RngCore) -> OpPa
         }
     }
     OpParams::Residual { skip, branch }
+}
+
+thread_local! {
+    /// One spare product buffer per thread: the product goes into it and the consumed input becomes the
+    /// next spare, so a pass through equal-width layers allocates nothing after its first product.
+    static SPARE: RefCell<DMatrix<f64>> = RefCell::new(DMatrix::zeros(0, 0));
+}
+
+/// Replaces each block X by op(w) X.
+fn product_in_place(
+    w: &DMatrix<f64>,
+    transpose: bool,
+    mut t: Vec<DMatrix<f64>>,
+) -> Vec<DMatrix<f64>> {
+    for tb in t.iter_mut() {
+        // Taken out rather than borrowed: a split product may let this thread run another sample's
+        // product meanwhile (rayon work stealing), which then just finds no spare.
+        let mut out = SPARE.with(|s| s.replace(DMatrix::zeros(0, 0)));
+        gemm::mul_into(&mut out, w, transpose, tb);
+        std::mem::swap(tb, &mut out);
+        SPARE.with(|s| *s.borrow_mut() = out);
+    }
+    t
 }
 
 /// Multiplies row i of each batch element's block by d[i, b].
