@@ -8,10 +8,12 @@
 
 mod cost;
 pub mod gemm;
+mod normal;
 mod ops;
 mod sample;
 
 pub use cost::{bytes_per_sample, flops_per_sample};
+pub use normal::fill_normal;
 pub use ops::{OpCache, OpParams, Sample};
 pub use sample::{
     draw_input, draw_params, forward, jacobian_batch, jacobian_norms, outcome, run_sample,

@@ -7,9 +7,8 @@
 use super::gemm;
 use crate::arch::{Dense, Init, Op, Residual, Skip};
 use nalgebra::{DMatrix, DVector};
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_distr::StandardNormal;
-use rand_xoshiro::Xoshiro256PlusPlus;
 use std::cell::RefCell;
 
 /// Sampled parameters of one op.
@@ -55,13 +54,10 @@ pub(crate) fn gaussian_matrix(
     sd: f64,
     rng: &mut dyn rand::RngCore,
 ) -> DMatrix<f64> {
-    // A local generator, seeded from the caller's, so the ziggurat's calls to next_u64 are inlined
-    // rather than dispatched through `dyn` (weight draws were a third of an exact width-100 sample).
-    let mut local = Xoshiro256PlusPlus::seed_from_u64(rng.next_u64());
+    // Vectorised draws seeded from the caller's generator (normal.rs: scalar draws through `dyn` were a
+    // third of an exact width-100 sample).
     let mut m = DMatrix::zeros(r, c);
-    for v in m.as_mut_slice() {
-        *v = sd * local.sample::<f64, _>(StandardNormal);
-    }
+    super::normal::fill_normal(m.as_mut_slice(), rng.next_u64(), sd);
     m
 }
 
@@ -329,10 +325,14 @@ fn product_in_place(
 
 /// Multiplies row i of each batch element's block by d[i, b].
 fn scale_rows(d: &DMatrix<f64>, mut t: Vec<DMatrix<f64>>) -> Vec<DMatrix<f64>> {
+    let n = d.nrows();
     for (b, tb) in t.iter_mut().enumerate() {
-        let db = d.column(b);
-        for mut col in tb.column_iter_mut() {
-            col.component_mul_assign(&db);
+        let db = &d.as_slice()[b * n..(b + 1) * n];
+        // Plain slices so the loop vectorises (nalgebra's column views did not).
+        for col in tb.as_mut_slice().chunks_exact_mut(n) {
+            for (x, s) in col.iter_mut().zip(db) {
+                *x *= s;
+            }
         }
     }
     t
