@@ -15,6 +15,12 @@ pub struct Args {
     /// Also run the scaling sweeps (time against width, depth, samples, batch) and fit exponents.
     #[arg(long)]
     pub sweep: bool,
+    /// Side of the closed-form (sigma_w^2, sigma_b^2) grid: side^2 points, each predicted to depth 50.
+    #[arg(long, default_value_t = 100, value_parser = positive_usize, allow_hyphen_values = true)]
+    pub grid: usize,
+    /// Skip the Monte Carlo cases and the peak (closed-form grid only).
+    #[arg(long)]
+    pub grid_only: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -28,7 +34,9 @@ pub fn run(a: &Args) -> Result<String> {
     } else {
         peak1.clone()
     };
-    let cases = if a.quick {
+    let cases = if a.grid_only {
+        vec![]
+    } else if a.quick {
         vec![bench::headline()]
     } else {
         bench::suite(false)
@@ -39,7 +47,7 @@ pub fn run(a: &Args) -> Result<String> {
             bench::run_case(c, peak_n.gflops)
         })??);
     }
-    results.push(bench::in_pool(threads, || bench::phase_grid(100, 50))??);
+    results.push(bench::in_pool(threads, || bench::phase_grid(a.grid, 50))??);
     let sweeps = if a.sweep {
         Some(bench::in_pool(threads, bench::scaling_sweeps)??)
     } else {
