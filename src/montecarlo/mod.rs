@@ -122,9 +122,9 @@ pub fn simulate_with_progress(
         ));
     }
     let done = std::sync::atomic::AtomicUsize::new(0);
-    // Samples in flight at once: all threads' worth unless that would hold more than MEMORY_BUDGET (a
-    // width-1000, depth-100 sample keeps 0.8 GB of weights for reverse mode). Fewer samples side by side
-    // then leave the threads to the split products inside each (gemm.rs). Either way each sample's
+    // Samples in flight at once: all of them (rayon spreads them over the threads) unless that would
+    // hold more than MEMORY_BUDGET (a width-1000, depth-100 sample keeps 0.8 GB of weights for reverse
+    // mode). Fewer samples side by side then leave the threads to the split products inside each (gemm.rs). Either way each sample's
     // numbers come from its own generator, so the grouping changes nothing but the speed.
     let per_sample = bytes_per_sample(net, opts.estimator).max(1.0);
     let in_flight = ((MEMORY_BUDGET / per_sample) as usize).clamp(1, opts.samples);
