@@ -1,1 +1,61 @@
-fn main() {}
+//! Criterion timings of the engines' kernels (`cargo bench`). For GFLOP/s against the machine's measured
+//! peak, and the whole suite with scaling fits, use `gradscale bench` (theory/cost.md).
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use gradscale::arch::{MlpSpec, Network};
+use gradscale::montecarlo::{self, gemm, Estimator, McOptions};
+use gradscale::theory::{self, MfOptions};
+use gradscale::Nonlinearity;
+use nalgebra::DMatrix;
+
+fn tanh_mlp(width: usize, depth: usize) -> Network {
+    Network::mlp(MlpSpec {
+        act: Nonlinearity::Tanh,
+        width,
+        depth,
+        sigma_w2: 1.0,
+        sigma_b2: 0.0,
+    })
+    .unwrap()
+}
+
+fn products(c: &mut Criterion) {
+    let a = DMatrix::<f64>::from_fn(100, 100, |i, j| ((i * 7 + j * 3) % 11) as f64 * 0.1);
+    let mut out = DMatrix::zeros(100, 100);
+    c.bench_function("gemm 100 W*T", |b| {
+        b.iter(|| gemm::mul_into(&mut out, &a, false, &a))
+    });
+    c.bench_function("gemm 100 W^T*A", |b| {
+        b.iter(|| gemm::mul_into(&mut out, &a, true, &a))
+    });
+}
+
+fn engines(c: &mut Criterion) {
+    let net = tanh_mlp(100, 50);
+    let opts = McOptions {
+        samples: 20,
+        seed: 1,
+        estimator: Estimator::Exact,
+    };
+    c.bench_function("simulate tanh w100 d50 exact x20", |b| {
+        b.iter(|| montecarlo::simulate(&net, &opts).unwrap())
+    });
+    let probes = McOptions {
+        estimator: Estimator::Probes(16),
+        ..opts
+    };
+    let wide = tanh_mlp(500, 20);
+    c.bench_function("simulate tanh w500 d20 probes16 x20", |b| {
+        b.iter(|| montecarlo::simulate(&wide, &probes).unwrap())
+    });
+    c.bench_function("predict tanh d50 (one grid point)", |b| {
+        b.iter(|| theory::predict(&net, &MfOptions::default()).unwrap())
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(10);
+    targets = products, engines
+}
+criterion_main!(benches);

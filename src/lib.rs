@@ -7,6 +7,7 @@
 
 pub mod arch;
 pub mod claims;
+pub mod bench;
 pub mod error;
 pub mod gauss;
 pub mod montecarlo;

@@ -3,6 +3,7 @@
 
 mod args;
 mod audit;
+mod bench;
 mod check;
 mod plot;
 mod predict;
@@ -46,6 +47,8 @@ enum Command {
     Plot(plot::Args),
     /// Run the claims registry (the seed paper's abstract and every closed form) and write a report with verdicts.
     Audit(audit::Args),
+    /// Time both engines against this machine's f64 matrix-product peak (measured in the same run): GFLOP/s and fraction of peak per workload, the closed-form phase grid, and optional scaling sweeps.
+    Bench(bench::Args),
 }
 
 /// Runs the CLI and returns the exit code.
@@ -81,6 +84,7 @@ pub fn main() -> i32 {
         Command::Check(a) => check::run(&a),
         Command::Plot(a) => plot::run(&a),
         Command::Audit(a) => audit::run(&a),
+        Command::Bench(a) => bench::run(&a),
     };
     match result {
         Ok(text) => {

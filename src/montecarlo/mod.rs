@@ -6,9 +6,14 @@
 //! are gathered in sample order, so the numbers do not depend on the thread count.
 //! Definitions: theory/gsc-mlp.md (GSC, qm norm), theory/monte-carlo.md (estimators and errors).
 
+mod cost;
+pub mod gemm;
+mod normal;
 mod ops;
 mod sample;
 
+pub use cost::{bytes_per_sample, flops_per_sample};
+pub use normal::fill_normal;
 pub use ops::{OpCache, OpParams, Sample};
 pub use sample::{
     draw_input, draw_params, forward, jacobian_batch, jacobian_norms, outcome, run_sample,
@@ -92,6 +97,9 @@ pub struct Measurement {
     pub log_gsc_total: Vec<f64>,
 }
 
+/// Bytes of sample state allowed in flight at once (see `simulate_with_progress`).
+pub const MEMORY_BUDGET: f64 = 640.0 * 1024.0 * 1024.0;
+
 /// Runs `opts.samples` independent samples of `net` (in parallel) and aggregates them. `progress` is
 /// called with the number of samples finished so far (from worker threads, in no particular order).
 pub fn simulate_with_progress(
@@ -114,16 +122,27 @@ pub fn simulate_with_progress(
         ));
     }
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let outcomes: Vec<SampleOutcome> = (0..opts.samples)
-        .into_par_iter()
-        .map(|i| {
-            let mut rng = sample_rng(opts.seed, i as u64);
-            let out = run_sample(net, &mut rng, opts.estimator);
-            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            progress(n);
-            out
-        })
-        .collect();
+    // Samples in flight at once: all of them (rayon spreads them over the threads) unless that would
+    // hold more than MEMORY_BUDGET (a width-1000, depth-100 sample keeps 0.8 GB of weights for reverse
+    // mode). Fewer samples side by side then leave the threads to the split products inside each (gemm.rs). Either way each sample's
+    // numbers come from its own generator, so the grouping changes nothing but the speed.
+    let per_sample = bytes_per_sample(net, opts.estimator).max(1.0);
+    let in_flight = ((MEMORY_BUDGET / per_sample) as usize).clamp(1, opts.samples);
+    let mut outcomes: Vec<SampleOutcome> = Vec::with_capacity(opts.samples);
+    let indices: Vec<usize> = (0..opts.samples).collect();
+    for group in indices.chunks(in_flight) {
+        let part: Vec<SampleOutcome> = group
+            .par_iter()
+            .map(|&i| {
+                let mut rng = sample_rng(opts.seed, i as u64);
+                let out = run_sample(net, &mut rng, opts.estimator);
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                progress(n);
+                out
+            })
+            .collect();
+        outcomes.extend(part);
+    }
     Ok(aggregate(net, opts, &outcomes))
 }
 

@@ -4,10 +4,12 @@
 //! Tangents and adjoints are stored per batch element b as an n x P matrix whose P columns are the probe
 //! directions; ops that mix the batch (batch norm) read across the elements.
 
+use super::gemm;
 use crate::arch::{Dense, Init, Op, Residual, Skip};
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 use rand_distr::StandardNormal;
+use std::cell::RefCell;
 
 /// Sampled parameters of one op.
 #[derive(Clone, Debug)]
@@ -52,7 +54,11 @@ pub(crate) fn gaussian_matrix(
     sd: f64,
     rng: &mut dyn rand::RngCore,
 ) -> DMatrix<f64> {
-    DMatrix::from_fn(r, c, |_, _| sd * rng.sample::<f64, _>(StandardNormal))
+    // Vectorised draws seeded from the caller's generator (normal.rs: scalar draws through `dyn` were a
+    // third of an exact width-100 sample).
+    let mut m = DMatrix::zeros(r, c);
+    super::normal::fill_normal(m.as_mut_slice(), rng.next_u64(), sd);
+    m
 }
 
 /// A Haar-distributed matrix with orthonormal columns (r >= c) or rows (r < c): QR of a Gaussian matrix
@@ -183,7 +189,7 @@ impl Sample for Op {
     fn forward(&self, p: &OpParams, x: &DMatrix<f64>) -> (DMatrix<f64>, OpCache) {
         match (self, p) {
             (Op::Dense(_), OpParams::Dense { w, b }) => {
-                let mut h = w * x;
+                let mut h = gemm::mul(w, false, x);
                 for mut col in h.column_iter_mut() {
                     col += b;
                 }
@@ -218,7 +224,7 @@ impl Sample for Op {
 
     fn jvp(&self, p: &OpParams, c: &OpCache, t: Vec<DMatrix<f64>>) -> Vec<DMatrix<f64>> {
         match (self, p, c) {
-            (Op::Dense(_), OpParams::Dense { w, .. }, _) => t.iter().map(|tb| w * tb).collect(),
+            (Op::Dense(_), OpParams::Dense { w, .. }, _) => product_in_place(w, false, t),
             (Op::Act(_), _, OpCache::Act(d)) => scale_rows(d, t),
             (Op::LayerNorm { .. }, _, OpCache::Norm { y, inv_std }) => {
                 layer_norm_tangent(y, inv_std, t)
@@ -235,7 +241,7 @@ impl Sample for Op {
                     .zip(tr)
                     .map(|(tb, rb)| {
                         let s = match skip {
-                            Some(q) => q * tb,
+                            Some(q) => gemm::mul(q, false, &tb),
                             None => tb,
                         };
                         s + rb * r.alpha
@@ -248,9 +254,7 @@ impl Sample for Op {
 
     fn vjp(&self, p: &OpParams, c: &OpCache, a: Vec<DMatrix<f64>>) -> Vec<DMatrix<f64>> {
         match (self, p, c) {
-            (Op::Dense(_), OpParams::Dense { w, .. }, _) => {
-                a.iter().map(|ab| w.tr_mul(ab)).collect()
-            }
+            (Op::Dense(_), OpParams::Dense { w, .. }, _) => product_in_place(w, true, a),
             (Op::Act(_), _, OpCache::Act(d)) => scale_rows(d, a),
             // Both normalisation Jacobians are symmetric.
             (Op::LayerNorm { .. }, _, OpCache::Norm { y, inv_std }) => {
@@ -268,7 +272,7 @@ impl Sample for Op {
                     .zip(ar)
                     .map(|(ab, rb)| {
                         let s = match skip {
-                            Some(q) => q.tr_mul(&ab),
+                            Some(q) => gemm::mul(q, true, &ab),
                             None => ab,
                         };
                         s + rb
@@ -296,12 +300,39 @@ fn draw_residual(r: &Residual, n_in: usize, rng: &mut dyn rand::RngCore) -> OpPa
     OpParams::Residual { skip, branch }
 }
 
+thread_local! {
+    /// One spare product buffer per thread: the product goes into it and the consumed input becomes the
+    /// next spare, so a pass through equal-width layers allocates nothing after its first product.
+    static SPARE: RefCell<DMatrix<f64>> = RefCell::new(DMatrix::zeros(0, 0));
+}
+
+/// Replaces each block X by op(w) X.
+fn product_in_place(
+    w: &DMatrix<f64>,
+    transpose: bool,
+    mut t: Vec<DMatrix<f64>>,
+) -> Vec<DMatrix<f64>> {
+    for tb in t.iter_mut() {
+        // Taken out rather than borrowed: a split product may let this thread run another sample's
+        // product meanwhile (rayon work stealing), which then just finds no spare.
+        let mut out = SPARE.with(|s| s.replace(DMatrix::zeros(0, 0)));
+        gemm::mul_into(&mut out, w, transpose, tb);
+        std::mem::swap(tb, &mut out);
+        SPARE.with(|s| *s.borrow_mut() = out);
+    }
+    t
+}
+
 /// Multiplies row i of each batch element's block by d[i, b].
 fn scale_rows(d: &DMatrix<f64>, mut t: Vec<DMatrix<f64>>) -> Vec<DMatrix<f64>> {
+    let n = d.nrows();
     for (b, tb) in t.iter_mut().enumerate() {
-        let db = d.column(b);
-        for mut col in tb.column_iter_mut() {
-            col.component_mul_assign(&db);
+        let db = &d.as_slice()[b * n..(b + 1) * n];
+        // Plain slices so the loop vectorises (nalgebra's column views did not).
+        for col in tb.as_mut_slice().chunks_exact_mut(n) {
+            for (x, s) in col.iter_mut().zip(db) {
+                *x *= s;
+            }
         }
     }
     t

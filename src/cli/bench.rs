@@ -1,0 +1,141 @@
+use super::args::positive_usize;
+use gradscale::bench::{self, CaseResult, Peak};
+use gradscale::Result;
+use serde_json::json;
+use std::fmt::Write;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Threads for the Monte Carlo cases (default: all cores). The peak is measured on 1 thread and on this many.
+    #[arg(long, value_parser = positive_usize, allow_hyphen_values = true)]
+    pub threads: Option<usize>,
+    /// Only the headline case (tanh, width 100, depth 50, 200 samples, exact) and the closed-form grid.
+    #[arg(long)]
+    pub quick: bool,
+    /// Also run the scaling sweeps (time against width, depth, samples, batch) and fit exponents.
+    #[arg(long)]
+    pub sweep: bool,
+    /// Side of the closed-form (sigma_w^2, sigma_b^2) grid: side^2 points, each predicted to depth 50.
+    #[arg(long, default_value_t = 100, value_parser = positive_usize, allow_hyphen_values = true)]
+    pub grid: usize,
+    /// Skip the Monte Carlo cases (the closed-form grid only; the peak is still measured).
+    #[arg(long)]
+    pub grid_only: bool,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: &Args) -> Result<String> {
+    let threads = a.threads.unwrap_or_else(rayon::current_num_threads);
+    let peak1 = bench::gemm_peak(1024, 1, 1.0)?;
+    let peak_n = if threads > 1 {
+        bench::gemm_peak(1536, threads, 1.5)?
+    } else {
+        peak1.clone()
+    };
+    let cases = if a.grid_only {
+        vec![]
+    } else if a.quick {
+        vec![bench::headline()]
+    } else {
+        bench::suite(false)
+    };
+    let mut results: Vec<CaseResult> = Vec::new();
+    for c in &cases {
+        results.push(bench::in_pool(threads, || {
+            bench::run_case(c, peak_n.gflops)
+        })??);
+    }
+    results.push(bench::in_pool(threads, || bench::phase_grid(a.grid, 50))??);
+    let sweeps = if a.sweep {
+        Some(bench::in_pool(threads, bench::scaling_sweeps)??)
+    } else {
+        None
+    };
+    if a.json {
+        let v = json!({
+            "command": "bench",
+            "threads": threads,
+            "peak": [peak1, peak_n],
+            "cases": results,
+            "sweeps": sweeps,
+        });
+        return Ok(format!(
+            "{}\n",
+            serde_json::to_string_pretty(&v).expect("json")
+        ));
+    }
+    Ok(table(
+        threads,
+        &[peak1, peak_n],
+        &results,
+        sweeps.as_deref(),
+    ))
+}
+
+fn table(
+    threads: usize,
+    peaks: &[Peak],
+    results: &[CaseResult],
+    sweeps: Option<&[bench::Sweep]>,
+) -> String {
+    let mut s = String::new();
+    for p in peaks {
+        let _ = writeln!(
+            s,
+            "f64 product peak ({}x{0}x{0}, {} thread{}): {:.1} GFLOP/s",
+            p.n,
+            p.threads,
+            if p.threads == 1 { "" } else { "s" },
+            p.gflops
+        );
+    }
+    let _ = writeln!(s, "cases on {threads} thread(s):");
+    let _ = writeln!(
+        s,
+        "{:<36} {:>10} {:>10} {:>9}",
+        "case", "seconds", "GFLOP/s", "of peak"
+    );
+    for r in results {
+        if r.flops > 0.0 {
+            let _ = writeln!(
+                s,
+                "{:<36} {:>10.3} {:>10.1} {:>8.1}%",
+                r.name,
+                r.seconds,
+                r.gflops,
+                100.0 * r.fraction_of_peak
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "{:<36} {:>10.3} {:>10} {:>9}",
+                r.name, r.seconds, "-", "-"
+            );
+        }
+    }
+    if let Some(sw) = sweeps {
+        let _ = writeln!(
+            s,
+            "scaling (seconds; exponent = slope of ln time on ln parameter):"
+        );
+        for w in sw {
+            let pts: Vec<String> = w
+                .values
+                .iter()
+                .zip(&w.seconds)
+                .map(|(v, t)| format!("{v}:{t:.4}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  {:<20} [{}] exponent {:.2}   {}",
+                w.parameter,
+                w.fixed,
+                w.exponent,
+                pts.join(" ")
+            );
+        }
+    }
+    s
+}
