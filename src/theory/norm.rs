@@ -2,6 +2,8 @@
 
 use super::{MfOptions, MfState, MfStep};
 use crate::error::{Error, Result};
+use crate::nonlin::Nonlinearity;
+use std::f64::consts::PI;
 
 /// Layer norm: each input's vector is centred and scaled across units. At infinite width the output has
 /// mean square var/(var + eps) ~ 1 and is a centred Gaussian if the input was; its Jacobian is 1/std times
@@ -36,8 +38,161 @@ pub(super) fn layer_norm(eps: f64, s: &MfState, _opts: &MfOptions) -> Result<MfS
     })
 }
 
-pub(super) fn batch_norm(_eps: f64, _s: &MfState, _opts: &MfOptions) -> Result<MfStep> {
-    Err(Error::Unsupported(
-        "batch norm: closed form not implemented yet".into(),
-    ))
+/// Where a batch-norm rate comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BnRateKind {
+    /// Yang et al. 2019, ReLU at the BSB1 fixed point (exact under gradient independence).
+    YangRelu,
+    /// Linear network, (B-2)/(B-3) (exact under the same assumptions).
+    Linear,
+    /// E[phi'(z)^2] / Var[phi(z)] at z ~ N(0, 1): batch statistics treated as constants, large-B limit.
+    LargeBHeuristic,
+}
+
+/// The batch-norm gradient rate lambda: the squared gradient norm grows by lambda per
+/// dense -> batch norm -> phi layer at the batch's BSB1 fixed point (theory/batch-norm.md).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct BnRate {
+    pub lambda: f64,
+    pub kind: BnRateKind,
+}
+
+/// Arc-cosine kernel of ReLU normalised to E[relu^2] (REFERENCE §4.1): J(c) and J'(c).
+pub fn arccos_kernel(c: f64) -> (f64, f64) {
+    let c = c.clamp(-1.0, 1.0);
+    let t = c.acos();
+    (
+        ((1.0 - c * c).sqrt() + (PI - t) * c) / PI,
+        (PI - t) / PI,
+    )
+}
+
+/// lambda for phi after batch norm over `batch` inputs. ReLU and linear need B >= 4 (the exact rates
+/// diverge at B = 3); other nonlinearities get the large-B heuristic at any B >= 2.
+pub fn batch_norm_rate(act: Nonlinearity, batch: usize) -> Result<BnRate> {
+    if batch < 2 {
+        return Err(Error::param(
+            "--batch",
+            batch,
+            "an integer >= 2 for a network with batch norm",
+        ));
+    }
+    let b = batch as f64;
+    match act {
+        Nonlinearity::Relu | Nonlinearity::Linear if batch < 4 => Err(Error::Unsupported(format!(
+            "batch norm with {act}: the closed-form rate needs --batch >= 4 (it diverges at B = 3), got {batch}"
+        ))),
+        Nonlinearity::Relu => {
+            let c0 = -1.0 / (b - 1.0);
+            let (j, dj) = arccos_kernel(c0);
+            Ok(BnRate {
+                lambda: (b - 1.0 + dj) / ((b - 3.0) * (1.0 - j)) - 1.0 / (b - 3.0),
+                kind: BnRateKind::YangRelu,
+            })
+        }
+        Nonlinearity::Linear => Ok(BnRate {
+            lambda: (b - 2.0) / (b - 3.0),
+            kind: BnRateKind::Linear,
+        }),
+        _ => {
+            let m = act.moments(1.0);
+            let var = m.variance();
+            if !(var > 0.0) {
+                return Err(Error::Unsupported(format!(
+                    "batch norm with {act}: Var[phi(z)] = 0, no rate"
+                )));
+            }
+            Ok(BnRate {
+                lambda: m.dphi2 / var,
+                kind: BnRateKind::LargeBHeuristic,
+            })
+        }
+    }
+}
+
+fn batch_size(opts: &MfOptions) -> Result<usize> {
+    if opts.batch < 2 {
+        return Err(Error::param(
+            "--batch",
+            opts.batch,
+            "an integer >= 2 for a network with batch norm",
+        ));
+    }
+    Ok(opts.batch)
+}
+
+/// Expected biased batch variance of a unit whose entries have mean square q and pairwise correlation c
+/// across the batch: q (1 - c) (B - 1) / B (the shared component is what centring removes).
+fn batch_variance(s: &MfState, batch: usize) -> f64 {
+    let b = batch as f64;
+    s.log_q.exp() * (1.0 - s.c).max(0.0) * (b - 1.0) / b
+}
+
+fn check_denominator(denom: f64) -> Result<()> {
+    if denom <= 0.0 || !denom.is_finite() {
+        return Err(Error::Unsupported(
+            "batch norm of a signal that is constant across the batch (or overflows) is undefined".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Batch norm on its own (followed by a dense op or ending a layer): frozen batch statistics, i.e. the
+/// qm^2 gain 1/(batch variance + eps). This is the heuristic of theory/batch-norm.md, not Yang's theorem.
+/// The output is centred across the batch, so two inputs' correlation becomes c0 = -1/(B-1).
+pub(super) fn batch_norm(eps: f64, s: &MfState, opts: &MfOptions) -> Result<MfStep> {
+    let batch = batch_size(opts)?;
+    let var = batch_variance(s, batch);
+    let denom = var + eps;
+    check_denominator(denom)?;
+    Ok(MfStep {
+        state: MfState {
+            width: s.width,
+            log_q: (var / denom).ln(),
+            mean_ratio: 0.0,
+            c: -1.0 / (batch as f64 - 1.0),
+            gaussian: true,
+            preact_log_q: s.preact_log_q,
+        },
+        log_gain2: -denom.ln(),
+    })
+}
+
+/// Batch norm followed by a nonlinearity, mapped as one unit because the rate lambda is a property of the
+/// pair. The gain is lambda * Vbar / (batch variance + eps), with Vbar = the batch-centred mean square
+/// of phi's output at the BSB1 point, E[phi^2] (1 - c*) (B - 1)/B: the next layer's batch norm divides
+/// by it, so at the fixed point a whole dense -> BN -> phi layer multiplies the squared GSC by exactly
+/// lambda, and off it (e.g. the first layer, fed uncorrelated inputs) the frozen-statistics part adapts.
+pub(super) fn batch_norm_act(
+    eps: f64,
+    act: Nonlinearity,
+    s: &MfState,
+    opts: &MfOptions,
+) -> Result<MfStep> {
+    let batch = batch_size(opts)?;
+    let rate = batch_norm_rate(act, batch)?;
+    let var = batch_variance(s, batch);
+    let denom = var + eps;
+    check_denominator(denom)?;
+    let log_qy = (var / denom).ln();
+    let (log_second, _log_d2, mean_ratio) = super::act::log_moments(act, log_qy);
+    let c0 = -1.0 / (batch as f64 - 1.0);
+    let qy = log_qy.exp();
+    let (cross, _) = act.cross_moments(qy, qy, c0);
+    let second = log_second.exp();
+    let c_star = (cross / second).clamp(-1.0, 1.0);
+    let b = batch as f64;
+    let vbar = second * (1.0 - c_star) * (b - 1.0) / b;
+    Ok(MfStep {
+        state: MfState {
+            width: s.width,
+            log_q: log_second,
+            mean_ratio,
+            c: c_star,
+            gaussian: false,
+            preact_log_q: Some(log_qy),
+        },
+        log_gain2: rate.lambda.ln() + vbar.ln() - denom.ln(),
+    })
 }
