@@ -2,6 +2,7 @@
 //! stdout before the whole result is ready, so a failed run leaves no partial output.
 
 mod args;
+mod blocks;
 mod check;
 mod predict;
 mod simulate;
@@ -38,6 +39,8 @@ enum Command {
     Simulate(simulate::Args),
     /// Predict and simulate the same network, and compare every quantity with a z-score and a verdict.
     Check(check::Args),
+    /// Residual networks, block by block: the dilution k = |s|/|alpha rho|, GSC of skip, branch and block, predicted and measured, and the measured cross terms that the Pythagorean equation drops.
+    Blocks(blocks::Args),
 }
 
 /// Runs the CLI and returns the exit code.
@@ -71,6 +74,7 @@ pub fn main() -> i32 {
         Command::Predict(a) => predict::run(&a),
         Command::Simulate(a) => simulate::run(&a),
         Command::Check(a) => check::run(&a),
+        Command::Blocks(a) => blocks::run(&a),
     };
     match result {
         Ok(text) => {

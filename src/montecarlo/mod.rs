@@ -7,6 +7,7 @@
 //! Definitions: theory/gsc-mlp.md (GSC, qm norm), theory/monte-carlo.md (estimators and errors).
 
 mod ops;
+pub mod pythagorean;
 mod sample;
 
 pub use ops::{OpCache, OpParams, Sample};

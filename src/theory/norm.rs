@@ -62,10 +62,7 @@ pub struct BnRate {
 pub fn arccos_kernel(c: f64) -> (f64, f64) {
     let c = c.clamp(-1.0, 1.0);
     let t = c.acos();
-    (
-        ((1.0 - c * c).sqrt() + (PI - t) * c) / PI,
-        (PI - t) / PI,
-    )
+    (((1.0 - c * c).sqrt() + (PI - t) * c) / PI, (PI - t) / PI)
 }
 
 /// lambda for phi after batch norm over `batch` inputs. ReLU and linear need B >= 4 (the exact rates
@@ -132,7 +129,8 @@ fn batch_variance(s: &MfState, batch: usize) -> f64 {
 fn check_denominator(denom: f64) -> Result<()> {
     if denom <= 0.0 || !denom.is_finite() {
         return Err(Error::Unsupported(
-            "batch norm of a signal that is constant across the batch (or overflows) is undefined".into(),
+            "batch norm of a signal that is constant across the batch (or overflows) is undefined"
+                .into(),
         ));
     }
     Ok(())
