@@ -308,3 +308,32 @@ fn bn_relu_rate_matches_monte_carlo() {
         assert!((s.mean - th).abs() <= z * s.stderr, "B={b}: {s:?} vs {th}");
     }
 }
+
+/// Looks-linear relu net at sigma_w^2 = 2: in the coordinates u_l (f_l = [relu(u_l), relu(-u_l)]) the
+/// net is a product of orthogonal maps, so ||f_l|| = ||u_l|| is constant for l >= 1 and ||J_{L<-l}||_F^2 =
+/// 2 tr(O^T (D^2 + (I - D)^2) O) = n exactly: GSC(L, l) = 1 for every sample and l >= 1 (theory/orthogonal.md).
+/// The closed form (the Gaussian mean-field map, exact here in expectation) also says 1.
+#[test]
+fn looks_linear_relu_is_exactly_isometric() {
+    let n = plain(
+        64,
+        12,
+        1,
+        "{ dense = { width = 64, sigma_w2 = 2.0, init = \"looks-linear\" } }, { act = \"relu\" }",
+    );
+    for i in 0..5 {
+        let o = run_sample(&n, &mut sample_rng(3, i), Estimator::Exact);
+        for l in 1..=12 {
+            assert!(
+                o.log_gsc_to_output[l].abs() < 1e-10,
+                "sample {i} layer {l}: {}",
+                o.log_gsc_to_output[l]
+            );
+        }
+    }
+    let p = predict(&n, &MfOptions::default()).unwrap();
+    assert!(p.layers.iter().all(|l| l.log_gsc_to_output.abs() < 1e-12));
+    // Rejected where the pairing is not exact.
+    assert!(from_toml_str("[input]\nwidth = 64\n[[layers]]\nrepeat = 2\nops = [{ dense = { width = 64, sigma_w2 = 1.0, init = \"looks-linear\" } }, { act = \"tanh\" }]\n", "t").is_err());
+    assert!(from_toml_str("[input]\nwidth = 63\n[[layers]]\nops = [{ dense = { width = 63, sigma_w2 = 2.0, init = \"looks-linear\" } }, { act = \"relu\" }]\n", "t").is_err());
+}
