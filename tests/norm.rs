@@ -78,9 +78,16 @@ fn bn_relu_rate_reference_values() {
         let yang = (bf - 1.0 + 1.0) / ((bf - 3.0) * (1.0 - c0)) - 1.0 / (bf - 3.0);
         assert!((l - (bf - 2.0) / (bf - 3.0)).abs() < 1e-15 && (l - yang).abs() < 1e-13);
     }
-    // Heuristic for tanh: E[tanh'^2]/Var[tanh] at q = 1 (REFERENCE §5.1: 1.177807).
+    // Heuristic for tanh: (B-2)/(B-3) E[tanh'^2]/Var[tanh] at q = 1 (REFERENCE §5.1: 1.177807 at B -> oo).
     let t = batch_norm_rate(Nonlinearity::Tanh, 64).unwrap().lambda;
-    assert!((t - 1.177807).abs() < 5e-6, "{t}");
+    assert!((t - 62.0 / 61.0 * 1.177807).abs() < 5e-6, "{t}");
+    // The heuristic's finite-B factor, applied to relu, lands within 1% of Yang's exact rate for B >= 16.
+    for b in [16usize, 64, 256] {
+        let bf = b as f64;
+        let h = (bf - 2.0) / (bf - 3.0) * lim;
+        let y = batch_norm_rate(Nonlinearity::Relu, b).unwrap().lambda;
+        assert!((h / y - 1.0).abs() < 0.01, "B={b}: {h} vs {y}");
+    }
     assert!(batch_norm_rate(Nonlinearity::Relu, 3).is_err());
 }
 
@@ -103,11 +110,21 @@ fn sweep_bn_relu_rates() {
             (256, 100, 50),
         ],
     };
+    let act: Nonlinearity = std::env::var("GRADSCALE_ACT")
+        .unwrap_or_else(|_| "relu".into())
+        .parse()
+        .unwrap();
+    let sw = if act == Nonlinearity::Relu { 2.0 } else { 1.0 };
     for (b, width, samples) in grid {
-        let n = plain(width, 30, b, "{ dense = { width = WIDTH, sigma_w2 = 2.0 } }, { batch-norm = {} }, { act = \"relu\" }".replace("WIDTH", &width.to_string()).as_str());
+        let n = plain(
+            width,
+            30,
+            b,
+            &format!("{{ dense = {{ width = {width}, sigma_w2 = {sw} }} }}, {{ batch-norm = {{}} }}, {{ act = \"{act}\" }}"),
+        );
         let s = slopes(&n, samples, 7, Estimator::Probes(4), 5..26);
-        let th = 0.5 * batch_norm_rate(Nonlinearity::Relu, b).unwrap().lambda.ln();
-        println!("B={b} width={width}: measured per-layer ln GSC {:.5} +- {:.5}, closed form {th:.5}, z = {:.2}", s.mean, s.stderr, (s.mean - th) / s.stderr);
+        let th = 0.5 * batch_norm_rate(act, b).unwrap().lambda.ln();
+        println!("{act} B={b} width={width}: measured per-layer ln GSC {:.5} +- {:.5}, closed form {th:.5}, z = {:.2}", s.mean, s.stderr, (s.mean - th) / s.stderr);
     }
 }
 

@@ -126,7 +126,7 @@ pub fn assumptions(net: &Network, opts: &MfOptions) -> Result<Vec<String>> {
                                 r.lambda
                             ),
                             BnRateKind::LargeBHeuristic => format!(
-                                "batch norm + {a}: HEURISTIC rate E[phi'^2]/Var[phi] at q = 1 = {:.6} (large-B limit with frozen batch statistics, not a theorem; expect an O(1/B) excess at batch {batch})",
+                                "batch norm + {a}: HEURISTIC rate (B-2)/(B-3) E[phi'^2]/Var[phi] at q = 1 = {:.6} (large-B limit with frozen batch statistics times the linear net's finite-B factor; not a theorem, see theory/batch-norm.md)",
                                 r.lambda
                             ),
                         };

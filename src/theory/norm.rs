@@ -46,7 +46,8 @@ pub enum BnRateKind {
     YangRelu,
     /// Linear network, (B-2)/(B-3) (exact under the same assumptions).
     Linear,
-    /// E[phi'(z)^2] / Var[phi(z)] at z ~ N(0, 1): batch statistics treated as constants, large-B limit.
+    /// (B-2)/(B-3) E[phi'(z)^2] / Var[phi(z)] at z ~ N(0, 1): the large-B limit with batch statistics
+    /// frozen, times the linear network's exact finite-B factor (theory/batch-norm.md). A heuristic.
     LargeBHeuristic,
 }
 
@@ -65,8 +66,8 @@ pub fn arccos_kernel(c: f64) -> (f64, f64) {
     (((1.0 - c * c).sqrt() + (PI - t) * c) / PI, (PI - t) / PI)
 }
 
-/// lambda for phi after batch norm over `batch` inputs. ReLU and linear need B >= 4 (the exact rates
-/// diverge at B = 3); other nonlinearities get the large-B heuristic at any B >= 2.
+/// lambda for phi after batch norm over `batch` inputs, B >= 4 (the exact rates diverge at B = 3).
+/// ReLU and linear: Yang et al.'s formulas. Others: the heuristic (B-2)/(B-3) E[phi'^2]/Var[phi].
 pub fn batch_norm_rate(act: Nonlinearity, batch: usize) -> Result<BnRate> {
     if batch < 2 {
         return Err(Error::param(
@@ -77,7 +78,7 @@ pub fn batch_norm_rate(act: Nonlinearity, batch: usize) -> Result<BnRate> {
     }
     let b = batch as f64;
     match act {
-        Nonlinearity::Relu | Nonlinearity::Linear if batch < 4 => Err(Error::Unsupported(format!(
+        _ if batch < 4 => Err(Error::Unsupported(format!(
             "batch norm with {act}: the closed-form rate needs --batch >= 4 (it diverges at B = 3), got {batch}"
         ))),
         Nonlinearity::Relu => {
@@ -101,7 +102,7 @@ pub fn batch_norm_rate(act: Nonlinearity, batch: usize) -> Result<BnRate> {
                 )));
             }
             Ok(BnRate {
-                lambda: m.dphi2 / var,
+                lambda: (b - 2.0) / (b - 3.0) * m.dphi2 / var,
                 kind: BnRateKind::LargeBHeuristic,
             })
         }
