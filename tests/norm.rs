@@ -290,12 +290,12 @@ fn pythagorean_cross_terms_shrink_with_width() {
 }
 
 /// Layer norm pins the next pre-activation variance at 1: dense -> layer norm -> tanh has per-layer GSC
-/// g(1) = 1.085268276651 (REFERENCE §5.2) in closed form, at every layer past the first.
+/// g(1) = 1.085268276651 (REFERENCE §5.2) in closed form, at every layer.
 #[test]
 fn layer_norm_tanh_per_layer_gsc() {
     let n = plain(100, 20, 1, "{ dense = { width = 100, sigma_w2 = 1.0 } }, { layer-norm = { eps = 0.0 } }, { act = \"tanh\" }");
     let p = predict(&n, &MfOptions::default()).unwrap();
-    for l in 2..=20 {
+    for l in 1..=20 {
         let g = p.layers[l].log_gsc_layer.exp();
         assert!((g - 1.085268276651).abs() < 1e-9, "layer {l}: {g}");
     }
