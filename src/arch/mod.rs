@@ -342,7 +342,7 @@ fn validate_ops(ops: &[Op], mut n: usize, where_: &str, _in_branch: bool) -> Res
                 }
                 check_variance("--sigma-w2", d.sigma_w2, true)?;
                 check_variance("--sigma-b2", d.sigma_b2, false)?;
-                if d.init == Init::LooksLinear && (d.width != n || n % 2 != 0) {
+                if d.init == Init::LooksLinear && (d.width != n || !n.is_multiple_of(2)) {
                     return Err(Error::Architecture(format!(
                         "{where_}: looks-linear init needs a square layer of even width (width {} from {n})",
                         d.width

@@ -96,7 +96,7 @@ pub fn batch_norm_rate(act: Nonlinearity, batch: usize) -> Result<BnRate> {
         _ => {
             let m = act.moments(1.0);
             let var = m.variance();
-            if !(var > 0.0) {
+            if var <= 0.0 || var.is_nan() {
                 return Err(Error::Unsupported(format!(
                     "batch norm with {act}: Var[phi(z)] = 0, no rate"
                 )));
