@@ -354,3 +354,60 @@ fn looks_linear_relu_is_exactly_isometric() {
     assert!(from_toml_str("[input]\nwidth = 64\n[[layers]]\nrepeat = 2\nops = [{ dense = { width = 64, sigma_w2 = 1.0, init = \"looks-linear\" } }, { act = \"tanh\" }]\n", "t").is_err());
     assert!(from_toml_str("[input]\nwidth = 63\n[[layers]]\nops = [{ dense = { width = 63, sigma_w2 = 2.0, init = \"looks-linear\" } }, { act = \"relu\" }]\n", "t").is_err());
 }
+
+/// Dynamical-isometry moments (REFERENCE §8) of square MLPs, closed form against the exact Jacobian of
+/// sampled nets: rel_var = tau((JJ^T)^2)/tau(JJ^T)^2 - 1 = sum_l (mu_2/mu_1^2 - 1 - s_1). Measured as
+/// mean(m_2)/mean(m_1)^2 - 1 over samples, se by the delta method. Finite-width bias bound: each of the 2L
+/// free factors (W_l, D_l^2) has its normalised variance shifted by O(1/n) (Wishart: exactly +1/n, relu
+/// D^2: 0), and m_2/m_1^2 picks up O(L/n) from fluctuations of m_1; bound 4 L / n * (1 + rel_var), stated
+/// before measuring. z for 1e-6.
+#[test]
+fn isometry_moments_match_closed_form() {
+    use gradscale::montecarlo::isometry::jacobian_moments;
+    use gradscale::theory::isometry::isometry_moments;
+    let z = z_for_false_alarm(1e-6);
+    let (n, l) = (128usize, 4usize);
+    for (act, sw, init, expect) in [
+        ("relu", 2.0, "gaussian", Some(2.0 * l as f64)),
+        ("relu", 2.0, "orthogonal", Some(l as f64)),
+        ("linear", 1.0, "orthogonal", Some(0.0)),
+        ("tanh", 1.2, "orthogonal", None),
+        ("tanh", 1.2, "gaussian", None),
+    ] {
+        let net = plain(n, l, 1, &format!("{{ dense = {{ width = {n}, sigma_w2 = {sw}, init = \"{init}\" }} }}, {{ act = \"{act}\" }}"));
+        let th = isometry_moments(&net).unwrap();
+        if let Some(e) = expect {
+            assert!(
+                (th.rel_var - e).abs() < 1e-9,
+                "{act} {init}: {}",
+                th.rel_var
+            );
+        }
+        let ms = jacobian_moments(&net, 60, 9).unwrap();
+        let k = ms.len() as f64;
+        let (a, b) = (
+            ms.iter().map(|m| m.0).sum::<f64>() / k,
+            ms.iter().map(|m| m.1).sum::<f64>() / k,
+        );
+        let meas = b / (a * a) - 1.0;
+        // Delta method for g(a, b) = b/a^2: gradient (-2b/a^3, 1/a^2).
+        let (mut vaa, mut vbb, mut vab) = (0.0, 0.0, 0.0);
+        for m in &ms {
+            vaa += (m.0 - a).powi(2);
+            vbb += (m.1 - b).powi(2);
+            vab += (m.0 - a) * (m.1 - b);
+        }
+        let (vaa, vbb, vab) = (
+            vaa / (k - 1.0) / k,
+            vbb / (k - 1.0) / k,
+            vab / (k - 1.0) / k,
+        );
+        let (ga, gb) = (-2.0 * b / a.powi(3), 1.0 / (a * a));
+        let se = (ga * ga * vaa + gb * gb * vbb + 2.0 * ga * gb * vab)
+            .max(0.0)
+            .sqrt();
+        let bias = 4.0 * l as f64 / n as f64 * (1.0 + th.rel_var);
+        println!("{act} {init} sw2={sw}: rel_var closed {:.4}, measured {meas:.4} +- {se:.4} (bias bound {bias:.3}); ln m1 closed {:.4}, measured {:.4}", th.rel_var, th.log_m1, a.ln());
+        assert!((meas - th.rel_var).abs() <= z * se + bias, "{act} {init}");
+    }
+}

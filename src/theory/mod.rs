@@ -7,6 +7,7 @@ mod act;
 pub mod blocks;
 mod dense;
 pub mod fixed_point;
+pub mod isometry;
 pub mod norm;
 mod residual;
 
