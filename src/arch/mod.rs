@@ -25,6 +25,11 @@ pub enum Init {
     /// orthonormal rows or columns (Haar), scaled so E||W x||^2 = sigma_w^2 (fan_out/fan_in) ||x||^2 as for
     /// the Gaussian case.
     Orthogonal,
+    /// Looks-linear (Balduzzi et al. 2017): W = [[W0, -W0], [-W0, W0]] with W0 = sqrt(sigma_w^2 / 2) times a
+    /// Haar-orthogonal n/2 x n/2 matrix. Fed relu features [relu(u), relu(-u)] it computes [W0 u, -W0 u],
+    /// so a relu net is exactly linear (and, at sigma_w^2 = 2, orthogonal) in u at initialisation
+    /// (theory/orthogonal.md). Square layers of even width, fed by the input or a relu.
+    LooksLinear,
 }
 
 /// A fully connected layer h = W x + b.
@@ -246,6 +251,7 @@ impl Network {
             }
             n = validate_ops(&layer.ops, n, &format!("layer {}", i + 1), false)?;
         }
+        check_looks_linear(&self.layers)?;
         if self.batch_coupled() && self.input.batch < 2 {
             return Err(Error::param(
                 "--batch",
@@ -255,6 +261,46 @@ impl Network {
         }
         Ok(())
     }
+}
+
+/// Looks-linear layers need mirrored input pairs, which only the input (by symmetry in distribution) and
+/// relu features [relu(u), relu(-u)] provide with the Gaussian layer's mean-field map.
+fn check_looks_linear(layers: &[Layer]) -> Result<()> {
+    fn in_branch(ops: &[Op]) -> bool {
+        ops.iter().any(|op| match op {
+            Op::Dense(d) => d.init == Init::LooksLinear,
+            Op::Residual(r) => in_branch(&r.branch),
+            _ => false,
+        })
+    }
+    let mut prev_ok = true; // the network input
+    for (i, layer) in layers.iter().enumerate() {
+        for op in &layer.ops {
+            match op {
+                Op::Dense(d) => {
+                    if d.init == Init::LooksLinear && !prev_ok {
+                        return Err(Error::Architecture(format!(
+                            "layer {}: looks-linear init must be fed by the input or a relu (its pairing [W0, -W0] is exact for relu features)",
+                            i + 1
+                        )));
+                    }
+                    prev_ok = false;
+                }
+                Op::Act(a) => prev_ok = *a == Nonlinearity::Relu,
+                Op::Residual(r) => {
+                    if in_branch(&r.branch) {
+                        return Err(Error::Architecture(format!(
+                            "layer {}: looks-linear init inside a residual branch is not supported",
+                            i + 1
+                        )));
+                    }
+                    prev_ok = false;
+                }
+                _ => prev_ok = false,
+            }
+        }
+    }
+    Ok(())
 }
 
 fn ops_out_width(ops: &[Op], mut n: usize) -> usize {
@@ -296,6 +342,12 @@ fn validate_ops(ops: &[Op], mut n: usize, where_: &str, _in_branch: bool) -> Res
                 }
                 check_variance("--sigma-w2", d.sigma_w2, true)?;
                 check_variance("--sigma-b2", d.sigma_b2, false)?;
+                if d.init == Init::LooksLinear && (d.width != n || !n.is_multiple_of(2)) {
+                    return Err(Error::Architecture(format!(
+                        "{where_}: looks-linear init needs a square layer of even width (width {} from {n})",
+                        d.width
+                    )));
+                }
                 if d.init == Init::Orthogonal && d.width != n {
                     // Rectangular Haar matrices are fine for sampling, but the closed forms of
                     // theory/orthogonal.md are for square layers only.

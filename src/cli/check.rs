@@ -36,6 +36,7 @@ pub fn run(a: &Args) -> Result<String> {
             "degenerate": m.degenerate,
             "seed": m.seed,
             "report": r,
+            "notes": p.notes,
         });
         return Ok(format!(
             "{}\n",
@@ -76,5 +77,8 @@ pub fn run(a: &Args) -> Result<String> {
         "summary: {} agree, {} disagree, {} inconclusive",
         r.agree, r.disagree, r.inconclusive
     );
+    for n in &p.notes {
+        let _ = writeln!(s, "note: {n}");
+    }
     Ok(s)
 }

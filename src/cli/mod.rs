@@ -4,6 +4,7 @@
 mod args;
 mod audit;
 mod bench;
+mod blocks;
 mod check;
 mod plot;
 mod predict;
@@ -49,6 +50,8 @@ enum Command {
     Audit(audit::Args),
     /// Time both engines against this machine's f64 matrix-product peak (measured in the same run): GFLOP/s and fraction of peak per workload, the closed-form phase grid, and optional scaling sweeps.
     Bench(bench::Args),
+    /// Residual networks, block by block: the dilution k = |s|/|alpha rho|, GSC of skip, branch and block, predicted and measured, and the measured cross terms that the Pythagorean equation drops.
+    Blocks(blocks::Args),
 }
 
 /// Runs the CLI and returns the exit code.
@@ -85,6 +88,7 @@ pub fn main() -> i32 {
         Command::Plot(a) => plot::run(&a),
         Command::Audit(a) => audit::run(&a),
         Command::Bench(a) => bench::run(&a),
+        Command::Blocks(a) => blocks::run(&a),
     };
     match result {
         Ok(text) => {

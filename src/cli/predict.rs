@@ -22,6 +22,7 @@ pub fn run(a: &Args) -> Result<String> {
         &net,
         &MfOptions {
             correlation: a.correlation,
+            ..MfOptions::default()
         },
     )?;
     if a.json {
@@ -31,6 +32,7 @@ pub fn run(a: &Args) -> Result<String> {
             "layers": p.layers,
             "fit": p.fit,
             "fixed_point": p.fixed_point,
+            "notes": p.notes,
         });
         return Ok(format!(
             "{}\n",
@@ -88,6 +90,9 @@ pub fn table(p: &Prediction) -> String {
             opt(fp.xi_q),
             opt(fp.xi_grad)
         );
+    }
+    for n in &p.notes {
+        let _ = writeln!(s, "note: {n}");
     }
     s
 }

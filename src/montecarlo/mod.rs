@@ -9,7 +9,9 @@
 mod cost;
 pub mod gemm;
 mod normal;
+pub mod isometry;
 mod ops;
+pub mod pythagorean;
 mod sample;
 
 pub use cost::{bytes_per_sample, flops_per_sample};

@@ -89,6 +89,17 @@ fn draw_dense(d: &Dense, n_in: usize, rng: &mut dyn rand::RngCore) -> OpParams {
             let scale = (d.sigma_w2 * (d.width as f64 / n_in as f64).max(1.0)).sqrt();
             haar(d.width, n_in, rng) * scale
         }
+        // [[W0, -W0], [-W0, W0]], ||W||_F^2 = 4 (n/2) sigma_w^2/2 = sigma_w^2 n as above.
+        Init::LooksLinear => {
+            let m = n_in / 2;
+            let w0 = haar(m, m, rng) * (d.sigma_w2 / 2.0).sqrt();
+            let mut w = DMatrix::zeros(2 * m, 2 * m);
+            w.view_mut((0, 0), (m, m)).copy_from(&w0);
+            w.view_mut((m, m), (m, m)).copy_from(&w0);
+            w.view_mut((0, m), (m, m)).copy_from(&(-&w0));
+            w.view_mut((m, 0), (m, m)).copy_from(&(-&w0));
+            w
+        }
     };
     let b = if d.sigma_b2 > 0.0 {
         let sd = d.sigma_b2.sqrt();

@@ -4,9 +4,11 @@
 //! neither overflows nor underflows. Derivations: `theory/mean-field.md`, `theory/gsc-mlp.md`.
 
 mod act;
+pub mod blocks;
 mod dense;
 pub mod fixed_point;
-mod norm;
+pub mod isometry;
+pub mod norm;
 mod residual;
 
 pub use fixed_point::{fixed_point, FixedPoint, MlpFixedPoint};
@@ -45,6 +47,8 @@ pub struct MfStep {
 pub struct MfOptions {
     /// Track the correlation map (needed for collapse predictions; costs 2-D quadrature).
     pub correlation: bool,
+    /// Inputs per batch (batch norm's statistics); `predict` sets it from the network's input model.
+    pub batch: usize,
 }
 
 /// Each op kind's infinite-width map. Implemented once per kind in this module's files.
@@ -69,8 +73,19 @@ impl MeanField for Op {
 pub fn map_ops(ops: &[Op], s: &MfState, opts: &MfOptions) -> Result<MfStep> {
     let mut state = *s;
     let mut log_gain2 = 0.0;
-    for op in ops {
-        let step = op.mean_field(&state, opts)?;
+    let mut i = 0;
+    while i < ops.len() {
+        // Batch norm's rate belongs to the (norm, nonlinearity) pair: theory/batch-norm.md.
+        let step = match (&ops[i], ops.get(i + 1)) {
+            (Op::BatchNorm { eps }, Some(Op::Act(a))) => {
+                i += 2;
+                norm::batch_norm_act(*eps, *a, &state, opts)?
+            }
+            (op, _) => {
+                i += 1;
+                op.mean_field(&state, opts)?
+            }
+        };
         state = step.state;
         log_gain2 += step.log_gain2;
     }
@@ -131,6 +146,9 @@ pub struct Prediction {
     /// the fixed point of its length map and the depth scales there.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fixed_point: Option<MlpFixedPoint>,
+    /// Heuristics used and assumptions violated, one sentence each (empty when every formula applied is
+    /// exact at infinite width).
+    pub notes: Vec<String>,
 }
 
 /// Fits ln y_l = a + b l by least squares over l = 0..n-1 and returns (a, b).
@@ -167,6 +185,10 @@ pub fn input_state(net: &Network) -> MfState {
 /// The closed-form prediction for `net` at infinite width.
 pub fn predict(net: &Network, opts: &MfOptions) -> Result<Prediction> {
     net.validate()?;
+    let opts = &MfOptions {
+        batch: net.input.batch,
+        ..*opts
+    };
     let mut states = vec![input_state(net)];
     let mut log_gains = vec![0.0];
     for layer in &net.layers {
@@ -221,5 +243,6 @@ pub fn predict(net: &Network, opts: &MfOptions) -> Result<Prediction> {
             c: log_c.exp(),
         },
         fixed_point,
+        notes: blocks::assumptions(net, opts)?,
     })
 }
