@@ -3,6 +3,8 @@
 
 mod args;
 mod check;
+mod collapse;
+mod phase;
 mod predict;
 mod simulate;
 
@@ -38,6 +40,10 @@ enum Command {
     Simulate(simulate::Args),
     /// Predict and simulate the same network, and compare every quantity with a z-score and a verdict.
     Check(check::Args),
+    /// Collapse metrics per layer over a batch (pairwise correlation, pre-activation std across inputs, sign diversity): predicted and measured.
+    Collapse(collapse::Args),
+    /// Phase diagram over (sigma_w^2, sigma_b^2): chi_1, per-layer GSC, c*, xi_c and the depth where sign diversity falls below a threshold.
+    Phase(phase::Args),
 }
 
 /// Runs the CLI and returns the exit code.
@@ -71,6 +77,8 @@ pub fn main() -> i32 {
         Command::Predict(a) => predict::run(&a),
         Command::Simulate(a) => simulate::run(&a),
         Command::Check(a) => check::run(&a),
+        Command::Collapse(a) => collapse::run(&a),
+        Command::Phase(a) => phase::run(&a),
     };
     match result {
         Ok(text) => {

@@ -6,6 +6,7 @@
 //! are gathered in sample order, so the numbers do not depend on the thread count.
 //! Definitions: theory/gsc-mlp.md (GSC, qm norm), theory/monte-carlo.md (estimators and errors).
 
+pub mod collapse;
 mod ops;
 mod sample;
 

@@ -4,9 +4,11 @@
 //! neither overflows nor underflows. Derivations: `theory/mean-field.md`, `theory/gsc-mlp.md`.
 
 mod act;
+pub mod collapse;
 mod dense;
 pub mod fixed_point;
 mod norm;
+pub mod phase;
 mod residual;
 
 pub use fixed_point::{fixed_point, FixedPoint, MlpFixedPoint};
