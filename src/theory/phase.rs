@@ -208,7 +208,11 @@ fn hermite_map(act: Nonlinearity, q: f64, sw2: f64, sb2: f64, second: f64) -> CM
             a[k + 1] += f * h1;
         }
     }
-    let b: Vec<f64> = a.iter().map(|ak| sw2 * ak * ak / q).collect();
+    let mut b: Vec<f64> = a.iter().map(|ak| sw2 * ak * ak / q).collect();
+    // Trailing coefficients below 1e-20 only cost time in every later evaluation; they go to the tail.
+    while b.len() > 2 && b[b.len() - 1] < 1e-20 {
+        b.pop();
+    }
     let total = sw2 * second / q;
     let tail = (total - b.iter().sum::<f64>()).max(0.0);
     CMap::Hermite {
@@ -218,66 +222,60 @@ fn hermite_map(act: Nonlinearity, q: f64, sw2: f64, sb2: f64, second: f64) -> CM
     }
 }
 
-/// E[phi^2], E[phi'^2] (as `Moments`, mean unused) and d E[phi^2]/dq = E[z phi phi']/sqrt(q) on the
-/// Gauss–Hermite rule: for analytic phi, ~1e-12 relative at the q of the phase diagram.
-fn gh_moments(act: Nonlinearity, q: f64) -> crate::nonlin::moments::Moments {
+/// One Gauss–Hermite pass at variance q: (E[phi^2], E[phi'^2], d E[phi^2]/dq = E[z phi phi']/sqrt(q)),
+/// phi and phi' evaluated once per node. For analytic phi, ~1e-12 relative at the q of the phase diagram.
+fn gh_pass(act: Nonlinearity, q: f64) -> (f64, f64, f64) {
     let (x, w) = gauss_hermite();
     let sq = q.sqrt();
-    let (mut m1, mut m2, mut d2) = (0.0, 0.0, 0.0);
+    let (mut m2, mut d2, mut ds) = (0.0, 0.0, 0.0);
     for (&xi, &wi) in x.iter().zip(w) {
         let (p, d) = (act.phi(sq * xi), act.dphi(sq * xi));
-        m1 += wi * p;
         m2 += wi * p * p;
         d2 += wi * d * d;
+        ds += wi * xi * p * d;
     }
-    crate::nonlin::moments::Moments {
-        mean: m1,
-        second: m2,
-        dphi2: d2,
-    }
+    (m2, d2, ds / sq)
 }
 
-fn gh_dsecond(act: Nonlinearity, q: f64) -> f64 {
-    let (x, w) = gauss_hermite();
-    let sq = q.sqrt();
-    x.iter()
-        .zip(w)
-        .map(|(&xi, &wi)| wi * xi * act.phi(sq * xi) * act.dphi(sq * xi))
-        .sum::<f64>()
-        / sq
+fn gh_moments(act: Nonlinearity, q: f64) -> crate::nonlin::moments::Moments {
+    let (second, dphi2, _) = gh_pass(act, q);
+    crate::nonlin::moments::Moments {
+        mean: f64::NAN,
+        second,
+        dphi2,
+    }
 }
 
 /// The attracting q* > 0 by iteration then Newton on the Gauss–Hermite moments; None when that does
 /// not settle on a clearly attracting root (q* -> 0, slow critical decay), where the caller falls back
 /// to the general solver.
 fn gh_fixed_point(act: Nonlinearity, sw2: f64, sb2: f64) -> Option<f64> {
-    let map = |q: f64| sw2 * gh_moments(act, q).second + sb2;
     let mut q = 1.0;
     for _ in 0..3 {
-        q = map(q);
+        q = sw2 * gh_pass(act, q).0 + sb2;
     }
-    if !(q.is_finite() && q > 1e-6 && q < 1e6) {
-        return None;
-    }
-    for _ in 0..30 {
-        let d = sw2 * gh_dsecond(act, q) - 1.0;
+    for _ in 0..40 {
+        if !(q.is_finite() && q > 1e-6 && q < 1e6) {
+            return None;
+        }
+        let (m2, _, ds) = gh_pass(act, q);
+        let (f, d) = (sw2 * m2 + sb2 - q, sw2 * ds - 1.0);
         if d >= 0.0 {
-            // Not yet in the attracting basin's contracting part: one more plain iteration.
-            q = map(q);
+            // Not yet where the map contracts: one more plain iteration.
+            q += f;
             continue;
         }
-        let step = (map(q) - q) / d;
+        let step = f / d;
+        if f.abs() <= 1e-13 * q {
+            return (d < -1e-6).then_some(q);
+        }
         let next = q - step;
         if !(next > 0.0 && next.is_finite()) {
             return None;
         }
         q = next;
-        if step.abs() <= 1e-14 * q {
-            break;
-        }
     }
-    let slope = sw2 * gh_dsecond(act, q);
-    ((map(q) - q).abs() <= 1e-12 * q && slope < 1.0 - 1e-6).then_some(q)
+    None
 }
 
 fn has_closed_kernel(act: Nonlinearity) -> bool {
@@ -358,9 +356,9 @@ pub fn phase_point(act: Nonlinearity, sw2: f64, sb2: f64, opts: &PhaseOptions) -
                 d *= 0.5;
             }
             lo = lo.max(d);
-            for _ in 0..200 {
+            for _ in 0..80 {
                 let mid = 0.5 * (lo + hi);
-                if mid <= lo || mid >= hi {
+                if hi - lo <= 1e-15 * hi {
                     break;
                 }
                 if g(mid) > 0.0 {
