@@ -344,3 +344,73 @@ fn finding_relu_std_exceeds_mean_field_at_depth() {
         .collect();
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
+
+#[test]
+fn input_vectors_from_csv_and_npy() {
+    use gradscale::arch::InputData;
+    // Three vectors with known moments: q0 = mean ||x||^2/n, c0 = mean pairwise (x_a . x_b / n)/q0.
+    let rows = [
+        [1.0, 2.0, 0.0, -1.0],
+        [2.0, 1.0, 1.0, 0.0],
+        [0.5, -1.0, 2.0, 1.0],
+    ];
+    let n = 4.0;
+    let sq: f64 = rows.iter().flatten().map(|x| x * x).sum();
+    let q0 = sq / (3.0 * n);
+    let dot = |a: &[f64; 4], b: &[f64; 4]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    let c0 = (dot(&rows[0], &rows[1]) + dot(&rows[0], &rows[2]) + dot(&rows[1], &rows[2]))
+        / (3.0 * n)
+        / q0;
+    let dir = std::env::temp_dir().join(format!("gradscale-collapse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("x.csv");
+    let text: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    std::fs::write(&csv, text.join("\n")).unwrap();
+    // A version-1 .npy written by hand: magic, header padded to 64 bytes, then little-endian f64.
+    let npy = dir.join("x.npy");
+    let mut header = "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 4), }".to_string();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for v in rows.iter().flatten() {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(&npy, bytes).unwrap();
+    for path in [&csv, &npy] {
+        let d = InputData::load(path).unwrap();
+        assert_eq!(d.vectors.len(), 3);
+        let (q, c) = d.moments();
+        assert!(
+            (q - q0).abs() < 1e-14 && (c - c0).abs() < 1e-14,
+            "{path:?}: {q} {c}"
+        );
+        let mut net = Network::mlp_widths(4, &[64, 64], Nonlinearity::Tanh, 1.5, 0.1).unwrap();
+        net.input.batch = 3;
+        net.input.data = Some(d);
+        net.validate().unwrap();
+        let p = predict_collapse(&net, None).unwrap();
+        assert!((p.layers[0].c - c0).abs() < 1e-14);
+        // The batch is the whole file (3 of 3 vectors), so the measured input cosine is exact up to the
+        // difference between mean cosine and the q0-normalised mean product (checked against rows).
+        let m = measure_collapse(&net, 2, 1).unwrap();
+        let cos = |a: &[f64; 4], b: &[f64; 4]| dot(a, b) / (dot(a, a) * dot(b, b)).sqrt();
+        let want =
+            (cos(&rows[0], &rows[1]) + cos(&rows[0], &rows[2]) + cos(&rows[1], &rows[2])) / 3.0;
+        assert!((m.layers[0].corr.mean - want).abs() < 1e-14);
+        net.input.batch = 4;
+        assert!(net.validate().is_err());
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
