@@ -377,7 +377,7 @@ fn input_vectors_from_csv_and_npy() {
     // A version-1 .npy written by hand: magic, header padded to 64 bytes, then little-endian f64.
     let npy = dir.join("x.npy");
     let mut header = "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 4), }".to_string();
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');
