@@ -278,8 +278,14 @@ fn t_crit(alpha: f64, dof: f64) -> f64 {
 
 /// Predicted vs measured std and sign diversity at every layer; returns the failures.
 /// Tolerance: t_crit * se + bias, bias = (l / n) * predicted (relative), see theory/collapse.md.
-fn collapse_failures(act: Nonlinearity, sw2: f64, sb2: f64, seed: u64) -> Vec<String> {
-    let (n, depth, batch, samples) = (256, 50, 32, 40);
+fn collapse_failures(
+    act: Nonlinearity,
+    sw2: f64,
+    sb2: f64,
+    seed: u64,
+    samples: usize,
+) -> Vec<String> {
+    let (n, depth, batch) = (256, 50, 32);
     let mut net = mlp(act, n, depth, sw2, sb2);
     net.input.batch = batch;
     let p = predict_collapse(&net, None).unwrap();
@@ -313,14 +319,14 @@ fn collapse_failures(act: Nonlinearity, sw2: f64, sb2: f64, seed: u64) -> Vec<St
 #[test]
 fn collapse_metrics_tanh_ordered_and_chaotic_agree() {
     for (sw2, sb2, seed) in [(1.5, 0.3, 11), (2.0, 0.0, 12)] {
-        let bad = collapse_failures(Nonlinearity::Tanh, sw2, sb2, seed);
+        let bad = collapse_failures(Nonlinearity::Tanh, sw2, sb2, seed, 40);
         assert!(bad.is_empty(), "{}", bad.join("\n"));
     }
 }
 
 #[test]
 fn collapse_metrics_relu_sign_diversity_agrees() {
-    let bad: Vec<String> = collapse_failures(Nonlinearity::Relu, 2.0, 0.0, 13)
+    let bad: Vec<String> = collapse_failures(Nonlinearity::Relu, 2.0, 0.0, 13, 40)
         .into_iter()
         .filter(|s| s.contains("sdiv"))
         .collect();
@@ -329,16 +335,17 @@ fn collapse_metrics_relu_sign_diversity_agrees() {
 
 #[test]
 fn collapse_metrics_selu_agree() {
-    let bad = collapse_failures(Nonlinearity::Selu, 1.0, 0.0, 14);
+    let bad = collapse_failures(Nonlinearity::Selu, 1.0, 0.0, 14, 40);
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
 /// A finding, not a pass: at width 256 the relu pre-activation std across inputs runs well above the
-/// mean-field value beyond ~15 layers (theory/collapse.md). Run with --ignored to see the rows.
+/// mean-field value beyond ~15 layers (theory/collapse.md). With 40 networks the standard error (relu's
+/// spread over networks is wide) hides it; 300 networks resolve it. Run with --ignored to see the rows.
 #[test]
 #[ignore]
 fn finding_relu_std_exceeds_mean_field_at_depth() {
-    let bad: Vec<String> = collapse_failures(Nonlinearity::Relu, 2.0, 0.0, 13)
+    let bad: Vec<String> = collapse_failures(Nonlinearity::Relu, 2.0, 0.0, 7, 300)
         .into_iter()
         .filter(|s| s.contains("std"))
         .collect();
