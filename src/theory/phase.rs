@@ -48,7 +48,8 @@ pub struct PhasePoint {
     pub sigma_w2: f64,
     pub sigma_b2: f64,
     /// "ordered", "critical", "chaotic", "ordered-scale" (q* = 0: collapse through scale, the c-map
-    /// tends to the identity) or "no-fixed-point".
+    /// tends to the identity), "no-fixed-point", or "chaotic-unresolved" (chi_1 > 1 but the truncated
+    /// Hermite series of a kinked phi cannot place c*; c* and xi_c are then absent).
     pub phase: String,
     pub q_star: Option<f64>,
     pub chi1: Option<f64>,
@@ -354,6 +355,13 @@ pub fn phase_point(act: Nonlinearity, sw2: f64, sb2: f64, opts: &PhaseOptions) -
             while d > 1e-300 && g(d) <= 0.0 {
                 hi = d;
                 d *= 0.5;
+            }
+            if d <= 1e-300 {
+                // The (truncated) map never rises above the diagonal although chi_1 > 1: its Hermite
+                // series has lost C'(1) (a kinked phi whose coefficients decay too slowly). Say so
+                // rather than report c* = 1 in the chaotic phase.
+                out.phase = "chaotic-unresolved".into();
+                return out;
             }
             lo = lo.max(d);
             for _ in 0..80 {
