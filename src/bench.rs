@@ -143,6 +143,7 @@ pub fn batch_norm_net(width: usize, depth: usize, batch: usize) -> Network {
             width,
             batch,
             correlation: 0.0,
+            data: None,
         },
         layers: (0..depth)
             .map(|_| Layer {

@@ -6,8 +6,8 @@
 //! numbers side by side. Each formula's derivation is in the repository's `theory/` folder.
 
 pub mod arch;
-pub mod claims;
 pub mod bench;
+pub mod claims;
 pub mod error;
 pub mod gauss;
 pub mod montecarlo;

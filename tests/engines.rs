@@ -208,6 +208,7 @@ fn jacobians_match_finite_differences() {
             width: 4,
             batch: 5,
             correlation: 0.3,
+            data: None,
         },
         layers: vec![
             Layer {

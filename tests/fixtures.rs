@@ -170,6 +170,7 @@ fn build(f: &Value) -> (Network, Vec<Vec<OpParams>>, DMatrix<f64>) {
                         width: n,
                         batch: bsz,
                         correlation: 0.0,
+                        data: None,
                     },
                     layers,
                 },

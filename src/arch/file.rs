@@ -45,10 +45,11 @@ pub fn from_toml_str(text: &str, path: &str) -> Result<Network> {
             layers.push(Layer { ops: l.ops.clone() });
         }
     }
-    let net = Network {
-        input: f.input,
-        layers,
-    };
+    let mut input = f.input;
+    if let Some(d) = input.data.as_mut() {
+        d.ensure_loaded()?;
+    }
+    let net = Network { input, layers };
     net.validate()?;
     Ok(net)
 }

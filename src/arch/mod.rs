@@ -6,7 +6,10 @@
 //! `[Residual { branch: [Dense, Act, Dense] }]`. Each op kind has exactly one implementation in each engine
 //! (`theory::MeanField`, `montecarlo::Sample`), so anything written here can be both predicted and measured.
 
+mod data;
 mod file;
+
+pub use data::InputData;
 
 pub use file::{from_toml_str, load_file};
 
@@ -101,7 +104,7 @@ pub struct Layer {
 }
 
 /// What the network is fed.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputModel {
     /// n_0.
@@ -112,6 +115,10 @@ pub struct InputModel {
     /// Pairwise correlation of the inputs in the batch, in [0, 1).
     #[serde(default)]
     pub correlation: f64,
+    /// Real input vectors (file key `data = { path = "x.npy" }`): replaces the Gaussian model; `width` must be
+    /// their dimension and `batch` at most their number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<InputData>,
 }
 
 fn one_usize() -> usize {
@@ -125,6 +132,7 @@ impl InputModel {
             width,
             batch: 1,
             correlation: 0.0,
+            data: None,
         }
     }
 }
@@ -240,6 +248,23 @@ impl Network {
         let c = self.input.correlation;
         if !(0.0..1.0).contains(&c) {
             return Err(Error::param("input correlation", c, "a number in [0, 1)"));
+        }
+        if let Some(d) = &self.input.data {
+            if d.dim() != self.input.width {
+                return Err(Error::Architecture(format!(
+                    "input data {} has dimension {}, the input width is {}",
+                    d.path,
+                    d.dim(),
+                    self.input.width
+                )));
+            }
+            if d.vectors.len() < self.input.batch {
+                return Err(Error::param(
+                    "--batch",
+                    self.input.batch,
+                    format!("at most the {} vectors in {}", d.vectors.len(), d.path),
+                ));
+            }
         }
         if self.layers.is_empty() {
             return Err(Error::param("--depth", 0, "an integer >= 1"));

@@ -58,6 +58,7 @@ fn stack(width: usize, batch: usize, depth: usize, ops: Vec<Op>) -> Network {
             width,
             batch,
             correlation: 0.0,
+            data: None,
         },
         layers: vec![Layer { ops }; depth],
     }

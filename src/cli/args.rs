@@ -69,6 +69,9 @@ pub struct NetArgs {
     /// Pairwise correlation of the batch's inputs, in [0, 1).
     #[arg(long = "input-correlation", default_value_t = 0.0, value_parser = unit_interval, allow_hyphen_values = true)]
     pub input_correlation: f64,
+    /// Real input vectors (CSV, one per line, or a 2-D float .npy, one per row): a random batch of them replaces the Gaussian inputs; the closed form uses their mean square and mean pairwise correlation. The input width becomes their dimension.
+    #[arg(long = "input-file")]
+    pub input_file: Option<PathBuf>,
     /// Architecture file (TOML; see examples/). Replaces --act/--width/--depth/--sigma-w2/--sigma-b2/--batch/--input-correlation.
     #[arg(long)]
     pub arch: Option<PathBuf>,
@@ -79,15 +82,27 @@ impl NetArgs {
         if let Some(path) = &self.arch {
             return gradscale::arch::load_file(path);
         }
+        let sigma_w2 = self
+            .sigma_w2
+            .unwrap_or_else(|| MlpSpec::default_sigma_w2(self.act));
         let mut net = Network::mlp(MlpSpec {
             act: self.act,
             width: self.width,
             depth: self.depth,
-            sigma_w2: self
-                .sigma_w2
-                .unwrap_or_else(|| MlpSpec::default_sigma_w2(self.act)),
+            sigma_w2,
             sigma_b2: self.sigma_b2,
         })?;
+        if let Some(path) = &self.input_file {
+            let data = gradscale::arch::InputData::load(path)?;
+            net = Network::mlp_widths(
+                data.dim(),
+                &vec![self.width; self.depth],
+                self.act,
+                sigma_w2,
+                self.sigma_b2,
+            )?;
+            net.input.data = Some(data);
+        }
         net.input.batch = self.batch;
         net.input.correlation = self.input_correlation;
         net.validate()?;

@@ -6,6 +6,8 @@ mod audit;
 mod bench;
 mod blocks;
 mod check;
+mod collapse;
+mod phase;
 mod plot;
 mod predict;
 mod simulate;
@@ -52,6 +54,10 @@ enum Command {
     Bench(bench::Args),
     /// Residual networks, block by block: the dilution k = |s|/|alpha rho|, GSC of skip, branch and block, predicted and measured, and the measured cross terms that the Pythagorean equation drops.
     Blocks(blocks::Args),
+    /// Collapse metrics per layer over a batch (pairwise correlation, pre-activation std across inputs, sign diversity): predicted and measured.
+    Collapse(collapse::Args),
+    /// Phase diagram over (sigma_w^2, sigma_b^2): chi_1, per-layer GSC, c*, xi_c and the depth where sign diversity falls below a threshold.
+    Phase(phase::Args),
 }
 
 /// Runs the CLI and returns the exit code.
@@ -89,6 +95,8 @@ pub fn main() -> i32 {
         Command::Audit(a) => audit::run(&a),
         Command::Bench(a) => bench::run(&a),
         Command::Blocks(a) => blocks::run(&a),
+        Command::Collapse(a) => collapse::run(&a),
+        Command::Phase(a) => phase::run(&a),
     };
     match result {
         Ok(text) => {

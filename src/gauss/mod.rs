@@ -279,7 +279,8 @@ pub fn expect2_many<const K: usize>(
     let c = if c.is_nan() { 0.0 } else { c.clamp(-1.0, 1.0) };
     let s1 = if q11 > 0.0 { q11.sqrt() } else { 0.0 };
     let s2 = if q22 > 0.0 { q22.sqrt() } else { 0.0 };
-    let sc = (1.0 - c * c).max(0.0).sqrt();
+    // (1-c)(1+c) stays exact as |c| -> 1, where 1 - c*c loses all relative accuracy.
+    let sc = ((1.0 - c) * (1.0 + c)).max(0.0).sqrt();
     let a2 = s2 * c;
     let mut outer = Splits::default();
     if s1 > 0.0 {

@@ -6,10 +6,11 @@
 //! are gathered in sample order, so the numbers do not depend on the thread count.
 //! Definitions: theory/gsc-mlp.md (GSC, qm norm), theory/monte-carlo.md (estimators and errors).
 
+pub mod collapse;
 mod cost;
 pub mod gemm;
-mod normal;
 pub mod isometry;
+mod normal;
 mod ops;
 pub mod pythagorean;
 mod sample;

@@ -36,6 +36,11 @@ pub fn draw_params(net: &Network, rng: &mut dyn rand::RngCore) -> NetParams {
 pub fn draw_input(net: &Network, rng: &mut dyn rand::RngCore) -> DMatrix<f64> {
     let n = net.input.width;
     let bsz = net.input.batch;
+    if let Some(d) = &net.input.data {
+        // A batch of distinct vectors, drawn at random, used as they are (no rescaling).
+        let idx = rand::seq::index::sample(rng, d.vectors.len(), bsz);
+        return DMatrix::from_fn(n, bsz, |i, b| d.vectors[idx.index(b)][i]);
+    }
     let c0 = net.input.correlation;
     let shared = gaussian_matrix(n, 1, 1.0, rng);
     let mut x = DMatrix::from_fn(n, bsz, |i, _| {

@@ -340,8 +340,10 @@ impl Nonlinearity {
 /// Leaky relu phi = a x + (1-a) relu(x): E[u1 relu(u2)] = E[u1 u2]/2 by the symmetry u -> -u, and the
 /// relu-relu term is the arc-cosine kernel (sqrt(q11 q22)/(2 pi)) (sin t + (pi - t) cos t), c = cos t.
 fn leaky_cross(a: f64, s12: f64, c: f64) -> (f64, f64) {
+    // (1-c)(1+c), not 1 - c^2: exact near c = 1, where 1 - c*c would carry c's rounding as a relative
+    // error ~1e-16/(1-c) into sin t.
     let t = c.acos();
-    let sin_t = (1.0 - c * c).max(0.0).sqrt();
+    let sin_t = ((1.0 - c) * (1.0 + c)).max(0.0).sqrt();
     let k = (sin_t + (PI - t) * c) / (2.0 * PI);
     let b = (1.0 - a) * (1.0 - a);
     (s12 * (a * c + b * k), a + b * (PI - t) / (2.0 * PI))

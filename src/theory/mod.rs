@@ -5,10 +5,12 @@
 
 mod act;
 pub mod blocks;
+pub mod collapse;
 mod dense;
 pub mod fixed_point;
 pub mod isometry;
 pub mod norm;
+pub mod phase;
 mod residual;
 
 pub use fixed_point::{fixed_point, FixedPoint, MlpFixedPoint};
@@ -172,11 +174,19 @@ pub fn fit_line(ys: &[f64]) -> (f64, f64) {
 /// Initial state for the input model: ||x||^2 = n_0 exactly, so log_q = 0; inputs of the batch have
 /// pairwise correlation `input.correlation`.
 pub fn input_state(net: &Network) -> MfState {
+    // Real data: its empirical mean square and mean pairwise correlation (theory/collapse.md).
+    let (log_q, c) = match &net.input.data {
+        Some(d) => {
+            let (q0, c0) = d.moments();
+            (q0.ln(), c0)
+        }
+        None => (0.0, net.input.correlation),
+    };
     MfState {
         width: net.input.width,
-        log_q: 0.0,
+        log_q,
         mean_ratio: 0.0,
-        c: net.input.correlation,
+        c,
         gaussian: false,
         preact_log_q: None,
     }

@@ -1,0 +1,64 @@
+use super::{fmt, NetArgs};
+use gradscale::montecarlo::collapse::measure_collapse;
+use gradscale::theory::collapse::predict_collapse;
+use gradscale::Result;
+use serde_json::json;
+use std::fmt::Write;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// Number of sampled networks (each with its own weights and input batch; use --batch >= 2).
+    #[arg(long, default_value_t = 20, value_parser = super::args::positive_usize, allow_hyphen_values = true)]
+    pub samples: usize,
+    /// Seed of the Monte Carlo measurement.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: &Args) -> Result<String> {
+    let net = a.net.network()?;
+    let p = predict_collapse(&net, None)?;
+    let m = measure_collapse(&net, a.samples, a.seed)?;
+    if a.json {
+        let v = json!({"command": "collapse", "network": net, "predicted": p, "measured": m});
+        return Ok(format!(
+            "{}\n",
+            serde_json::to_string_pretty(&v).expect("json")
+        ));
+    }
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "collapse metrics over a batch of {}: predicted (infinite width, finite batch) vs measured ({} networks, seed {}; +- one standard error)",
+        p.batch, m.samples, m.seed
+    );
+    let _ = writeln!(
+        s,
+        "{:>5} {:>10} {:>21} {:>10} {:>21} {:>10} {:>21}",
+        "l", "corr", "measured", "std", "measured", "sdiv", "measured"
+    );
+    let o = |x: Option<f64>| x.map(fmt).unwrap_or_else(|| "-".into());
+    let pm = |x: Option<gradscale::stats::Summary>| {
+        x.map(|v| format!("{} +- {:.1e}", fmt(v.mean), v.stderr))
+            .unwrap_or_else(|| "-".into())
+    };
+    for (pl, ml) in p.layers.iter().zip(&m.layers) {
+        let _ = writeln!(
+            s,
+            "{:>5} {:>10} {:>21} {:>10} {:>21} {:>10} {:>21}",
+            pl.index,
+            fmt(pl.c),
+            pm(Some(ml.corr)),
+            o(pl.preact_std),
+            pm(ml.preact_std),
+            o(pl.sign_diversity),
+            pm(ml.sign_diversity)
+        );
+    }
+    Ok(s)
+}

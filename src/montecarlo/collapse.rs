@@ -1,0 +1,156 @@
+//! Collapse metrics measured on sampled networks (theory/collapse.md): per layer, the mean pairwise
+//! cosine of the layer outputs over the batch, and at the layer's last top-level nonlinearity the
+//! pre-activations' pairwise cosine, per-unit std across the batch (1/P convention) and per-unit sign
+//! diversity min(P_j, N_j)/(P_j + N_j), each averaged over units. A separate forward pass, so the GSC hot
+//! path keeps its caches as they are.
+
+use super::ops::Sample;
+use super::sample::{draw_input, draw_params, NetParams};
+use super::sample_rng;
+use crate::arch::{Network, Op};
+use crate::error::{Error, Result};
+use crate::stats::Summary;
+use nalgebra::DMatrix;
+use rayon::prelude::*;
+use serde::Serialize;
+
+/// One network's collapse metrics at one layer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LayerCollapse {
+    pub corr: f64,
+    /// (pairwise cosine, mean std, mean sign diversity) of the pre-activations, if the layer has a
+    /// nonlinearity.
+    pub preact: Option<(f64, f64, f64)>,
+}
+
+/// Mean over pairs a < b of the cosine between columns a and b (0/0 read as 1: two zero vectors are alike).
+pub fn mean_pairwise_cosine(m: &DMatrix<f64>) -> f64 {
+    let b = m.ncols();
+    if b < 2 {
+        return 1.0;
+    }
+    let g = m.transpose() * m;
+    let mut s = 0.0;
+    for i in 0..b {
+        for j in i + 1..b {
+            let d = (g[(i, i)] * g[(j, j)]).sqrt();
+            s += if d > 0.0 { g[(i, j)] / d } else { 1.0 };
+        }
+    }
+    s / (b * (b - 1) / 2) as f64
+}
+
+/// (mean over units of the across-batch std, mean over units of the sign diversity).
+pub fn unit_metrics(h: &DMatrix<f64>) -> (f64, f64) {
+    let (n, b) = (h.nrows(), h.ncols());
+    let (mut std_sum, mut sdiv_sum) = (0.0, 0.0);
+    for j in 0..n {
+        let row = h.row(j);
+        let mean = row.iter().sum::<f64>() / b as f64;
+        let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / b as f64;
+        std_sum += var.sqrt();
+        let pos = row.iter().filter(|&&v| v > 0.0).count();
+        let neg = row.iter().filter(|&&v| v < 0.0).count();
+        if pos + neg > 0 {
+            sdiv_sum += pos.min(neg) as f64 / (pos + neg) as f64;
+        }
+    }
+    (std_sum / n as f64, sdiv_sum / n as f64)
+}
+
+/// Forward pass recording, per layer, the collapse metrics (layer 0: the input's cosine only).
+pub fn collapse_trace(net: &Network, params: &NetParams, x: DMatrix<f64>) -> Vec<LayerCollapse> {
+    let mut out = vec![LayerCollapse {
+        corr: mean_pairwise_cosine(&x),
+        preact: None,
+    }];
+    let mut h = x;
+    for (layer, lp) in net.layers.iter().zip(params) {
+        let mut pre = None;
+        for (op, p) in layer.ops.iter().zip(lp) {
+            if matches!(op, Op::Act(_)) {
+                let (s, d) = unit_metrics(&h);
+                pre = Some((mean_pairwise_cosine(&h), s, d));
+            }
+            h = op.forward(p, &h).0;
+        }
+        out.push(LayerCollapse {
+            corr: mean_pairwise_cosine(&h),
+            preact: pre,
+        });
+    }
+    out
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CollapseLayerMeasurement {
+    pub index: usize,
+    pub corr: Summary,
+    pub preact_corr: Option<Summary>,
+    pub preact_std: Option<Summary>,
+    pub sign_diversity: Option<Summary>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CollapseMeasurement {
+    pub samples: usize,
+    pub seed: u64,
+    pub batch: usize,
+    pub layers: Vec<CollapseLayerMeasurement>,
+}
+
+/// Collapse metrics over `samples` independent networks and input batches; means and standard errors
+/// are over networks (units of one network share its input and are not independent at finite width).
+pub fn measure_collapse(net: &Network, samples: usize, seed: u64) -> Result<CollapseMeasurement> {
+    net.validate()?;
+    if samples < 2 {
+        return Err(Error::param("--samples", samples, "an integer >= 2"));
+    }
+    if net.input.batch < 2 {
+        return Err(Error::param(
+            "--batch",
+            net.input.batch,
+            "an integer >= 2 (collapse metrics compare inputs)",
+        ));
+    }
+    let runs: Vec<Vec<LayerCollapse>> = (0..samples)
+        .into_par_iter()
+        .map(|i| {
+            let mut rng = sample_rng(seed, i as u64);
+            let params = draw_params(net, &mut rng);
+            let x = draw_input(net, &mut rng);
+            collapse_trace(net, &params, x)
+        })
+        .collect();
+    let summ = |xs: Vec<f64>| Summary::of(&xs).expect("samples >= 2");
+    let layers = (0..=net.depth())
+        .map(|l| {
+            let pre = runs[0][l].preact.is_some();
+            let col = |k: usize| {
+                pre.then(|| {
+                    summ(
+                        runs.iter()
+                            .map(|r| {
+                                let p = r[l].preact.unwrap_or_default();
+                                [p.0, p.1, p.2][k]
+                            })
+                            .collect(),
+                    )
+                })
+            };
+            CollapseLayerMeasurement {
+                index: l,
+                corr: summ(runs.iter().map(|r| r[l].corr).collect()),
+                preact_corr: col(0),
+                preact_std: col(1),
+                sign_diversity: col(2),
+            }
+        })
+        .collect();
+    Ok(CollapseMeasurement {
+        samples,
+        seed,
+        batch: net.input.batch,
+        layers,
+    })
+}
