@@ -3,6 +3,7 @@
 
 mod args;
 mod check;
+mod finite;
 mod predict;
 mod simulate;
 

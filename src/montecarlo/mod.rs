@@ -90,6 +90,10 @@ pub struct Measurement {
     /// distribution tests).
     #[serde(skip)]
     pub log_gsc_total: Vec<f64>,
+    /// Per layer l, the per-sample ln GSC(L, l) of the non-degenerate samples (for variance and
+    /// distribution tests).
+    #[serde(skip)]
+    pub log_gsc_to_output_samples: Vec<Vec<f64>>,
 }
 
 /// Runs `opts.samples` independent samples of `net` (in parallel) and aggregates them. `progress` is
@@ -162,5 +166,8 @@ fn aggregate(net: &Network, opts: &McOptions, outcomes: &[SampleOutcome]) -> Mea
         estimator: opts.estimator,
         layers,
         log_gsc_total: good.iter().map(|o| o.log_gsc_to_output[0]).collect(),
+        log_gsc_to_output_samples: (0..=depth)
+            .map(|l| good.iter().map(|o| o.log_gsc_to_output[l]).collect())
+            .collect(),
     }
 }

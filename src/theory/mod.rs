@@ -5,6 +5,7 @@
 
 mod act;
 mod dense;
+pub mod finite_width;
 pub mod fixed_point;
 mod norm;
 mod residual;
