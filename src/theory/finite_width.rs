@@ -422,14 +422,14 @@ fn exact(
     };
     if is_uniform(widths, layers) {
         // ln GSC(L, l) has the law of a depth-(L - l) chain: one chain gives every layer.
-        for l in 0..depth {
-            values[l] = FiniteValue::Law(law_at(&full, depth - l));
+        for (l, v) in values.iter_mut().enumerate().take(depth) {
+            *v = FiniteValue::Law(law_at(&full, depth - l));
         }
     } else {
         values[0] = FiniteValue::Law(law_at(&full, depth));
-        for l in 1..depth {
+        for (l, v) in values.iter_mut().enumerate().take(depth).skip(1) {
             let draws = run(l, l as u64);
-            values[l] = FiniteValue::Law(law_at(&draws, depth - l));
+            *v = FiniteValue::Law(law_at(&draws, depth - l));
         }
     }
     let sample_total = if opts.keep_sample {
