@@ -336,3 +336,46 @@ fn expansion_reproduces_homogeneous_slopes() {
         );
     }
 }
+
+/// The CLI: `predict --json` carries the finite-width law per layer, `--widths` builds unequal widths,
+/// `check` at width 12 says "outside validity", and a bad `--widths` is one line on stderr with exit 2.
+#[test]
+fn cli_reports_finite_width_law() {
+    let bin = env!("CARGO_BIN_EXE_gradscale");
+    let out = std::process::Command::new(bin)
+        .args(["predict", "--act", "relu", "--widths", "20,10,40", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let layers = v["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3);
+    assert_eq!(layers[1]["width"], 10);
+    for key in ["mean", "sd", "q05", "q50", "q95"] {
+        assert!(layers[0]["log_gsc_to_output_finite"][key].is_f64(), "{key}");
+    }
+    assert_eq!(v["finite_width"]["method"], "exact");
+    let out = std::process::Command::new(bin)
+        .args([
+            "check",
+            "--act",
+            "tanh",
+            "--width",
+            "12",
+            "--depth",
+            "6",
+            "--samples",
+            "50",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("outside validity"));
+    let out = std::process::Command::new(bin)
+        .args(["predict", "--widths", "10,0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+}

@@ -181,7 +181,7 @@ pub fn predict_finite(net: &Network, opts: &FiniteOptions) -> Result<FinitePredi
         let spectra = opts.spectra.min(affordable);
         // Too expensive and the expansion is valid: use it (it is then accurate to O(L^2/n^2)).
         let tau: f64 = widths[1..].iter().map(|&n| 1.0 / n as f64).sum();
-        if spectra >= 200 || tau > TAU_MAX {
+        if spectra >= 200 || tau > TAU_MAX + 1e-9 {
             return exact(net, &widths, &layers, opts, spectra.max(200), p_deg);
         }
     }
@@ -589,7 +589,8 @@ fn expansion(
             continue;
         }
         let tau = tau_of(k);
-        if tau > tau_max {
+        // A small allowance: tau is a float sum, and tau = TAU_MAX exactly (e.g. 20 layers of width 100) is in.
+        if tau > tau_max + 1e-9 {
             values.push(FiniteValue::OutsideValidity { tau, shift: None });
             continue;
         }
