@@ -179,10 +179,12 @@ pub fn predict_finite(net: &Network, opts: &FiniteOptions) -> Result<FinitePredi
         let cost = exact_cost(&widths, &layers);
         let affordable = (opts.budget / cost).floor() as usize;
         let spectra = opts.spectra.min(affordable);
-        // Too expensive and the expansion is valid: use it (it is then accurate to O(L^2/n^2)).
+        // Over budget: the expansion where it is valid (accurate there); else fewer spectra (their error
+        // is reported), down to 20; below that, the expansion's honest "outside validity".
         let tau: f64 = widths[1..].iter().map(|&n| 1.0 / n as f64).sum();
-        if spectra >= 200 || tau > TAU_MAX + 1e-9 {
-            return exact(net, &widths, &layers, opts, spectra.max(200), p_deg);
+        let min_spectra = opts.spectra.min(200);
+        if spectra >= min_spectra || (tau > TAU_MAX + 1e-9 && spectra >= 20) {
+            return exact(net, &widths, &layers, opts, spectra, p_deg);
         }
     }
     expansion(net, &widths, &layers, p_deg, TAU_MAX, SHIFT_MAX)
