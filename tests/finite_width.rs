@@ -248,8 +248,8 @@ fn unequal_widths_agree_with_simulation() {
     use Nonlinearity::*;
     for (act, widths, sb2, seed) in [
         (Relu, vec![24, 12, 40, 16, 32], 0.0, 21u64),
-        (Tanh, vec![120, 60, 240, 80], 0.0, 22),
-        (Relu, vec![120, 60, 240, 80], 0.1, 23),
+        (Tanh, vec![60, 30, 120, 40], 0.0, 22),
+        (Relu, vec![60, 30, 120, 40], 0.1, 23),
     ] {
         let sw = sw2(act);
         let nw = Network::mlp_widths(widths[0], &widths[1..], act, sw, sb2).unwrap();
@@ -378,4 +378,73 @@ fn cli_reports_finite_width_law() {
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+}
+
+/// psi'(x) by recurrence up to x >= 20 and the asymptotic series (error < 1e-12 there).
+fn trigamma(mut x: f64) -> f64 {
+    let mut acc = 0.0;
+    while x < 20.0 {
+        acc += 1.0 / (x * x);
+        x += 1.0;
+    }
+    let x2 = x * x;
+    acc + 1.0 / x + 1.0 / (2.0 * x2) + 1.0 / (6.0 * x2 * x) - 1.0 / (30.0 * x2 * x2 * x)
+        + 1.0 / (42.0 * x2 * x2 * x2 * x)
+}
+
+/// REFERENCE §6 closed forms, checked against the exact route (its own sampling error, 1e-6 false alarm):
+/// one linear layer, E ln GSC^2 = psi(n^2/2) - psi(n/2) - ln n; and the infinite-depth limit at fixed width,
+/// E ln GSC -> [gamma + ln 2 + psi(n/2) - ln(n/2)] / 2, Var -> [pi^2/2 - psi'(n/2)] / 4 (linear, n = 10,
+/// depth 1000: tau = 100, where the approach ~ tau^-1/2 e^-tau/8 is far below the error).
+#[test]
+fn exact_route_reproduces_reference_closed_forms() {
+    use statrs::function::gamma::digamma;
+    let z = z_for_false_alarm(1e-6);
+    let n = 16usize;
+    let nf = n as f64;
+    let p = predict_finite(
+        &net(Nonlinearity::Linear, n, 1, 1.0),
+        &exact_opts(20000, 31),
+    )
+    .unwrap();
+    let law = *p.log_gsc_to_output[0].law().unwrap();
+    let one = 0.5 * (digamma(nf * nf / 2.0) - digamma(nf / 2.0) - nf.ln());
+    println!(
+        "one linear layer n=16: {} +- {} (closed form {one})",
+        law.mean, law.mean_se
+    );
+    assert!(
+        (law.mean - one).abs() <= z * law.mean_se,
+        "one layer: {} +- {} vs {one}",
+        law.mean,
+        law.mean_se
+    );
+
+    let n = 10usize;
+    let nf = n as f64;
+    let p = predict_finite(
+        &net(Nonlinearity::Linear, n, 1000, 1.0),
+        &exact_opts(2000, 32),
+    )
+    .unwrap();
+    let law = *p.log_gsc_to_output[0].law().unwrap();
+    let euler = 0.577_215_664_901_532_9;
+    let mean_inf = 0.5 * (euler + 2f64.ln() + digamma(nf / 2.0) - (nf / 2.0).ln());
+    let var_inf = 0.25 * (std::f64::consts::PI.powi(2) / 2.0 - trigamma(nf / 2.0));
+    assert!(
+        (law.mean - mean_inf).abs() <= z * law.mean_se,
+        "deep mean {} +- {} vs {mean_inf}",
+        law.mean,
+        law.mean_se
+    );
+    let v = law.sd * law.sd;
+    let v_se = 2.0 * law.sd * law.sd_se;
+    println!(
+        "deep linear n=10: mean {} +- {} (limit {mean_inf}); var {v} +- {v_se} (limit {var_inf})",
+        law.mean, law.mean_se
+    );
+    assert!(
+        (v - var_inf).abs() <= z * v_se,
+        "deep var {v} +- {v_se} vs {var_inf}"
+    );
 }

@@ -324,8 +324,13 @@ fn chain(
             }
         }
         m = &t * &m;
+        // Rescale everything by one factor (the GSC is scale-free): a product of many unnormalised
+        // factors overflows (each multiplies norms by about sqrt(K)).
+        let s = 1.0 / m.norm();
+        m *= s;
         for y in ys.iter_mut() {
             *y = &t * &*y;
+            *y *= s;
         }
         record(&m, &ys, &mut out);
     }
