@@ -41,6 +41,19 @@ pub fn probability(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
+/// Widths N0,N1,...,NL (one flag value: clap would read a bare Vec as repeated values).
+#[derive(Clone, Debug)]
+pub struct WidthList(pub Vec<usize>);
+
+/// `N0,N1,...,NL`: the input width then one width per layer.
+pub fn width_list(s: &str) -> std::result::Result<WidthList, String> {
+    let v: std::result::Result<Vec<usize>, String> = s.split(',').map(positive_usize).collect();
+    match v {
+        Ok(v) if v.len() >= 2 => Ok(WidthList(v)),
+        _ => Err("expected a comma-separated list N0,N1,...,NL of integers >= 1 (input width, then one width per layer; at least two)".into()),
+    }
+}
+
 fn nonlinearity(s: &str) -> std::result::Result<Nonlinearity, String> {
     s.parse()
 }
@@ -54,6 +67,10 @@ pub struct NetArgs {
     /// Width n of every layer (input included).
     #[arg(long, default_value_t = 100, value_parser = positive_usize, allow_hyphen_values = true)]
     pub width: usize,
+    /// Unequal widths: N0,N1,...,NL (the input width, then one per layer), e.g. 100,50,200 for two layers.
+    /// Replaces --width and --depth.
+    #[arg(long, value_parser = width_list, conflicts_with_all = ["width", "depth"])]
+    pub widths: Option<WidthList>,
     /// Number of layers L (each a dense map followed by the nonlinearity).
     #[arg(long, default_value_t = 50, value_parser = positive_usize, allow_hyphen_values = true)]
     pub depth: usize,
@@ -85,22 +102,25 @@ impl NetArgs {
         let sigma_w2 = self
             .sigma_w2
             .unwrap_or_else(|| MlpSpec::default_sigma_w2(self.act));
-        let mut net = Network::mlp(MlpSpec {
-            act: self.act,
-            width: self.width,
-            depth: self.depth,
-            sigma_w2,
-            sigma_b2: self.sigma_b2,
-        })?;
+        let mut net = match &self.widths {
+            Some(WidthList(w)) => {
+                Network::mlp_widths(w[0], &w[1..], self.act, sigma_w2, self.sigma_b2)?
+            }
+            None => Network::mlp(MlpSpec {
+                act: self.act,
+                width: self.width,
+                depth: self.depth,
+                sigma_w2,
+                sigma_b2: self.sigma_b2,
+            })?,
+        };
         if let Some(path) = &self.input_file {
             let data = gradscale::arch::InputData::load(path)?;
-            net = Network::mlp_widths(
-                data.dim(),
-                &vec![self.width; self.depth],
-                self.act,
-                sigma_w2,
-                self.sigma_b2,
-            )?;
+            let hidden: Vec<usize> = match &self.widths {
+                Some(WidthList(w)) => w[1..].to_vec(),
+                None => vec![self.width; self.depth],
+            };
+            net = Network::mlp_widths(data.dim(), &hidden, self.act, sigma_w2, self.sigma_b2)?;
             net.input.data = Some(data);
         }
         net.input.batch = self.batch;

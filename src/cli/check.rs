@@ -1,5 +1,6 @@
 use super::{fmt, McArgs, NetArgs};
 use gradscale::theory::{predict, MfOptions};
+use gradscale::verify::finite::{check_finite, FiniteVerdict};
 use gradscale::verify::{check, CheckPolicy, Verdict};
 use gradscale::Result;
 use serde_json::json;
@@ -14,6 +15,8 @@ pub struct Args {
     /// Family-wise false-alarm rate of the whole check (split evenly over the comparisons).
     #[arg(long, default_value_t = 1e-3, value_parser = super::args::probability, allow_hyphen_values = true)]
     pub alpha: f64,
+    #[command(flatten)]
+    pub finite: super::finite::FiniteArgs,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -28,6 +31,10 @@ pub fn run(a: &Args) -> Result<String> {
         ..CheckPolicy::default()
     };
     let r = check(&net, &p, &m, &policy);
+    let fin = a.finite.predict(&net, true)?;
+    let fr = fin
+        .as_ref()
+        .map(|f| check_finite(f, &m, policy.family_alpha));
     if a.json {
         let v = json!({
             "command": "check",
@@ -37,6 +44,7 @@ pub fn run(a: &Args) -> Result<String> {
             "seed": m.seed,
             "report": r,
             "notes": p.notes,
+            "finite_width": fr,
         });
         return Ok(format!(
             "{}\n",
@@ -79,6 +87,59 @@ pub fn run(a: &Args) -> Result<String> {
     );
     for n in &p.notes {
         let _ = writeln!(s, "note: {n}");
+    }
+    if let Some(fr) = &fr {
+        let _ = writeln!(
+            s,
+            "\nfinite width ({:?}): law of ln GSC at this width against the measured distribution [per-comparison false-alarm {:.2e}]",
+            fr.method, fr.alpha_per_comparison
+        );
+        let _ = writeln!(
+            s,
+            "{:<20} {:>5} {:>13} {:>13} {:>11} {:>9} {:>10}  verdict",
+            "quantity", "l", "predicted", "measured", "se", "z", "p"
+        );
+        for c in &fr.comparisons {
+            let verdict = match c.verdict {
+                FiniteVerdict::Agree => "agree",
+                FiniteVerdict::Disagree => "DISAGREE",
+                FiniteVerdict::OutsideValidity => "outside validity",
+                FiniteVerdict::Inconclusive => "inconclusive",
+            };
+            if c.verdict == FiniteVerdict::OutsideValidity {
+                let _ = writeln!(
+                    s,
+                    "{:<20} {:>5} {:>13} {:>13} {:>11} {:>9} {:>10}  {}",
+                    c.quantity, c.layer, "-", "-", "-", "-", "-", verdict
+                );
+                continue;
+            }
+            let _ = writeln!(
+                s,
+                "{:<20} {:>5} {:>13} {:>13} {:>11} {:>9} {:>10}  {}",
+                c.quantity,
+                c.layer,
+                fmt(c.predicted),
+                fmt(c.measured),
+                fmt(c.stderr),
+                if c.z.is_finite() {
+                    format!("{:.2}", c.z)
+                } else {
+                    "-".into()
+                },
+                if c.p_value.is_finite() {
+                    format!("{:.3e}", c.p_value)
+                } else {
+                    "-".into()
+                },
+                verdict
+            );
+        }
+        let _ = writeln!(
+            s,
+            "finite-width summary: {} agree, {} disagree, {} outside validity, {} inconclusive",
+            fr.agree, fr.disagree, fr.outside_validity, fr.inconclusive
+        );
     }
     Ok(s)
 }

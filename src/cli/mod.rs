@@ -7,6 +7,7 @@ mod bench;
 mod blocks;
 mod check;
 mod collapse;
+mod finite;
 mod phase;
 mod plot;
 mod predict;
@@ -40,11 +41,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Closed-form prediction at infinite width: q_l, ||f_l||^2/n, ln GSC(L, l), ln GSC(l, 0), the fitted explosion rate, and the fixed point (chi_1, depth scales) of a uniform MLP.
+    /// Closed-form prediction at infinite width: q_l, ||f_l||^2/n, ln GSC(L, l), ln GSC(l, 0), the fitted explosion rate, and the fixed point (chi_1, depth scales) of a uniform MLP; plus the law of ln GSC(L, l) at the network's own finite widths (theory/finite-width.md).
     Predict(predict::Args),
     /// Monte Carlo: sample networks and inputs from --seed and measure ||f_l||^2/n, ln GSC(L, l) and ln GSC(l, 0) (mean, standard error, median).
     Simulate(simulate::Args),
-    /// Predict and simulate the same network, and compare every quantity with a z-score and a verdict.
+    /// Predict and simulate the same network, and compare every quantity with a z-score and a verdict; then the finite-width law against the measured distribution (mean, variance, KS, degenerate fraction).
     Check(check::Args),
     /// Draw figures (closed form as lines, Monte Carlo as points with 95% error bars) as PNG, SVG and CSV.
     Plot(plot::Args),

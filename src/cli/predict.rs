@@ -1,4 +1,5 @@
 use super::{fmt, NetArgs};
+use gradscale::theory::finite_width::{FiniteMethod, FinitePrediction};
 use gradscale::theory::{predict, FixedPoint, MfOptions, Prediction};
 use gradscale::Result;
 use serde_json::json;
@@ -11,6 +12,8 @@ pub struct Args {
     /// Also track the correlation map c_l between two inputs (costs a 2-D quadrature per layer).
     #[arg(long)]
     pub correlation: bool,
+    #[command(flatten)]
+    pub finite: super::finite::FiniteArgs,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -25,42 +28,79 @@ pub fn run(a: &Args) -> Result<String> {
             ..MfOptions::default()
         },
     )?;
+    let fin = a.finite.predict(&net, false)?;
     if a.json {
+        let mut layers = serde_json::to_value(&p.layers).expect("json");
+        if let (Some(f), Some(arr)) = (&fin, layers.as_array_mut()) {
+            for (row, v) in arr.iter_mut().zip(&f.log_gsc_to_output) {
+                row["log_gsc_to_output_finite"] = serde_json::to_value(v).expect("json");
+            }
+        }
         let v = json!({
             "command": "predict",
             "network": net,
-            "layers": p.layers,
+            "layers": layers,
             "fit": p.fit,
             "fixed_point": p.fixed_point,
             "notes": p.notes,
+            "finite_width": fin.as_ref().map(|f| json!({
+                "method": f.method,
+                "degenerate_probability": f.degenerate_probability,
+                "spectra": f.spectra,
+                "directions": f.directions,
+            })),
         });
         return Ok(format!(
             "{}\n",
             serde_json::to_string_pretty(&v).expect("json")
         ));
     }
-    Ok(table(&p))
+    Ok(table(&p, fin.as_ref()))
 }
 
-pub fn table(p: &Prediction) -> String {
+pub fn table(p: &Prediction, fin: Option<&FinitePrediction>) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "closed-form prediction (infinite width)");
     let _ = writeln!(
         s,
-        "{:>5} {:>6} {:>13} {:>13} {:>13} {:>13} {:>13}",
-        "l", "width", "q_l", "|f_l|^2/n", "lnGSC(L,l)", "lnGSC(l,0)", "lnGSC(l,l-1)"
+        "{:>5} {:>6} {:>13} {:>13} {:>13} {:>13} {:>13}  {}",
+        "l",
+        "width",
+        "q_l",
+        "|f_l|^2/n",
+        "lnGSC(L,l)",
+        "lnGSC(l,0)",
+        "lnGSC(l,l-1)",
+        if fin.is_some() {
+            "lnGSC(L,l) at this width: mean +- sd"
+        } else {
+            ""
+        }
     );
     for l in &p.layers {
         let _ = writeln!(
             s,
-            "{:>5} {:>6} {:>13} {:>13} {:>13} {:>13} {:>13}",
+            "{:>5} {:>6} {:>13} {:>13} {:>13} {:>13} {:>13}  {}",
             l.index,
             l.width,
             fmt(l.q),
             fmt(l.sq_norm),
             fmt(l.log_gsc_to_output),
             fmt(l.log_gsc_from_input),
-            fmt(l.log_gsc_layer)
+            fmt(l.log_gsc_layer),
+            fin.map(|f| super::finite::cell(&f.log_gsc_to_output[l.index]))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(f) = fin {
+        let _ = writeln!(
+            s,
+            "finite width ({}): P(degenerate network) = {:.4e}; quantiles and errors in --json",
+            match f.method {
+                FiniteMethod::Exact => "exact law, sampled reduced product",
+                FiniteMethod::Expansion => "O(1/n) expansion",
+            },
+            f.degenerate_probability
         );
     }
     let _ = writeln!(

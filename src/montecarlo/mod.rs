@@ -98,6 +98,10 @@ pub struct Measurement {
     /// distribution tests).
     #[serde(skip)]
     pub log_gsc_total: Vec<f64>,
+    /// Per layer l, the per-sample ln GSC(L, l) of the non-degenerate samples (for variance and
+    /// distribution tests).
+    #[serde(skip)]
+    pub log_gsc_to_output_samples: Vec<Vec<f64>>,
 }
 
 /// Bytes of sample state allowed in flight at once (see `simulate_with_progress`).
@@ -184,5 +188,8 @@ fn aggregate(net: &Network, opts: &McOptions, outcomes: &[SampleOutcome]) -> Mea
         estimator: opts.estimator,
         layers,
         log_gsc_total: good.iter().map(|o| o.log_gsc_to_output[0]).collect(),
+        log_gsc_to_output_samples: (0..=depth)
+            .map(|l| good.iter().map(|o| o.log_gsc_to_output[l]).collect())
+            .collect(),
     }
 }

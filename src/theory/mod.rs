@@ -7,6 +7,7 @@ mod act;
 pub mod blocks;
 pub mod collapse;
 mod dense;
+pub mod finite_width;
 pub mod fixed_point;
 pub mod isometry;
 pub mod norm;

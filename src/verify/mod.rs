@@ -2,6 +2,8 @@
 //! error plus a stated finite-width bias bound, and a verdict. The theory and Monte Carlo engines never see
 //! each other; they meet only here. Method: theory/verification.md.
 
+pub mod finite;
+
 use crate::arch::Network;
 use crate::montecarlo::Measurement;
 use crate::stats::{z_for_false_alarm, Summary};

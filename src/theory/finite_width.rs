@@ -1,0 +1,684 @@
+//! Finite-width law of ln GSC(L, l) for plain MLPs (theory/finite-width.md).
+//!
+//! Two routes, chosen per network:
+//! - **Exact** (bias-free Gaussian relu / linear layers): the Bartlett (QR) reduction of theory/finite-width.md
+//!   turns the Jacobian into a product of triangular Gaussian factors with random ranks K_l ~ Bin(n_l, 1/2)
+//!   (K_l = n_l for linear), and the input direction into an independent uniform unit vector. We sample that
+//!   reduced product (a theory-side computation with its own seeded generator: it never sees the Monte Carlo
+//!   engine) and report the law's mean (with its own Monte Carlo standard error), sd and quantiles.
+//! - **Expansion** (any other MLP of dense + nonlinearity): the delta method to O(1/n) around the mean-field
+//!   q_l, from Gaussian fourth moments. Valid only while the depth spanned is small against the width:
+//!   sum of 1/n_l over the span <= [`TAU_MAX`]; beyond that we say "outside validity" instead of a number.
+//!
+//! The degenerate probability (some layer entirely zero) is exact for relu at any bias: 1 - prod(1 - 2^-n_l).
+
+use crate::arch::{Init, Network, Op};
+use crate::error::{Error, Result};
+use crate::gauss;
+use crate::nonlin::Nonlinearity;
+use crate::theory::{predict, MfOptions};
+use nalgebra::{DMatrix, DVector};
+use rand::{Rng, SeedableRng};
+use rand_distr::{Binomial, ChiSquared, Distribution, StandardNormal};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use rayon::prelude::*;
+use serde::Serialize;
+
+/// The expansion is reported only while the sum over the spanned layers of 1/n_l is at most this, and
+/// its mean shift from mean field is at most [`SHIFT_MAX`]. Basis: the sweep in theory/finite-width.md
+/// (tanh, selu, erf and linear hold to tau = 0.33 and fail at 0.67; relu fails at 0.2; gelu at width 30
+/// fails at tau = 0.1 with a shift of 0.2 while holding at width 100 up to tau = 0.2 with shift 0.17).
+pub const TAU_MAX: f64 = 0.2;
+/// Largest |E ln GSC - mean-field ln GSC| the O(1/n) expansion is trusted for (see [`TAU_MAX`]).
+pub const SHIFT_MAX: f64 = 0.15;
+
+/// Work per [`predict_finite`] call for the exact route, in multiply-adds; wider or deeper networks go to
+/// the expansion (where it is valid) so that `predict` stays interactive.
+pub const DEFAULT_BUDGET: f64 = 4e9;
+
+#[derive(Clone, Copy, Debug)]
+pub struct FiniteOptions {
+    /// Reduced spectra drawn by the exact route (each is one sampled product of Bartlett factors).
+    pub spectra: usize,
+    /// Input directions per spectrum (cheap: one matrix-vector product per layer each).
+    pub directions: usize,
+    pub seed: u64,
+    /// Multiply-add budget of the exact route (see [`DEFAULT_BUDGET`]).
+    pub budget: f64,
+    /// Keep an i.i.d. sample of ln GSC(L, 0) (one direction per spectrum) for distribution tests.
+    pub keep_sample: bool,
+}
+
+impl Default for FiniteOptions {
+    fn default() -> Self {
+        FiniteOptions {
+            spectra: 2000,
+            directions: 8,
+            seed: 0,
+            budget: DEFAULT_BUDGET,
+            keep_sample: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum FiniteMethod {
+    /// Sampled reduced product: exact law up to its own Monte Carlo error.
+    Exact,
+    /// O(1/n) delta method around mean field.
+    Expansion,
+}
+
+/// The finite-width law of ln GSC(L, l) at one layer.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct FiniteLaw {
+    pub mean: f64,
+    pub sd: f64,
+    pub q05: f64,
+    pub q50: f64,
+    pub q95: f64,
+    /// Standard error of `mean` as an estimate of the exact law's mean (exact route: Monte Carlo error;
+    /// expansion: 0, its error is the truncation, governed by the validity range).
+    pub mean_se: f64,
+    /// Standard error of `sd` (exact route), 0 for the expansion.
+    pub sd_se: f64,
+}
+
+/// One layer's finite-width prediction: a law, or the statement that the expansion does not apply.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "kebab-case", tag = "status")]
+pub enum FiniteValue {
+    Law(FiniteLaw),
+    /// sum of 1/n over the span (tau) exceeds [`TAU_MAX`], or the expansion's own shift from mean field
+    /// (`shift`, null when not computed) exceeds [`SHIFT_MAX`].
+    OutsideValidity {
+        tau: f64,
+        shift: Option<f64>,
+    },
+}
+
+impl FiniteValue {
+    pub fn law(&self) -> Option<&FiniteLaw> {
+        match self {
+            FiniteValue::Law(l) => Some(l),
+            FiniteValue::OutsideValidity { .. } => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FinitePrediction {
+    pub method: FiniteMethod,
+    /// Per layer l = 0..=L: law of ln GSC(L, l), conditioned on a non-degenerate network.
+    pub log_gsc_to_output: Vec<FiniteValue>,
+    /// P(some layer output is exactly zero): 1 - prod_l (1 - 2^-n_l) for relu layers, 0 otherwise.
+    pub degenerate_probability: f64,
+    /// Exact route: spectra actually drawn (after the budget cap) and directions per spectrum.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spectra: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub directions: Option<usize>,
+    /// Exact route with `keep_sample`: i.i.d. draws of ln GSC(L, 0) from the exact law.
+    #[serde(skip)]
+    pub sample_total: Vec<f64>,
+}
+
+/// A plain MLP layer: (width, sigma_w2, sigma_b2, nonlinearity). `None` for anything else.
+fn mlp_layers(net: &Network) -> Option<Vec<(usize, f64, f64, Nonlinearity)>> {
+    net.layers
+        .iter()
+        .map(|layer| match layer.ops.as_slice() {
+            [Op::Dense(d), Op::Act(a)] if d.init == Init::Gaussian => {
+                Some((d.width, d.sigma_w2, d.sigma_b2, *a))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Degenerate probability: relu layers die with probability 2^-n each, independently (at any bias: the
+/// n pre-activations are i.i.d. symmetric given the previous layer); other nonlinearities are never exactly
+/// zero.
+fn degenerate_probability(layers: &[(usize, f64, f64, Nonlinearity)]) -> f64 {
+    let mut log_alive = 0.0;
+    for &(n, _, _, a) in layers {
+        if a == Nonlinearity::Relu {
+            log_alive += (-(0.5f64).powi(n.min(2000) as i32)).ln_1p();
+        }
+    }
+    0.0 - log_alive.exp_m1()
+}
+
+/// The finite-width law of ln GSC(L, l) for every l, for a plain MLP.
+pub fn predict_finite(net: &Network, opts: &FiniteOptions) -> Result<FinitePrediction> {
+    net.validate()?;
+    let layers = mlp_layers(net).ok_or_else(|| {
+        Error::Unsupported(
+            "finite-width prediction: only plain MLPs (Gaussian dense + nonlinearity per layer) are covered".into(),
+        )
+    })?;
+    if net.batch_coupled() {
+        return Err(Error::Unsupported(
+            "finite-width prediction: batch-coupled networks are not covered".into(),
+        ));
+    }
+    if opts.spectra < 2 || opts.directions < 1 {
+        return Err(Error::param(
+            "finite-width spectra/directions",
+            format!("{}/{}", opts.spectra, opts.directions),
+            "spectra >= 2 and directions >= 1",
+        ));
+    }
+    let widths = net.widths();
+    let p_deg = degenerate_probability(&layers);
+    let exact_ok = layers
+        .iter()
+        .all(|&(_, _, b, a)| b == 0.0 && matches!(a, Nonlinearity::Relu | Nonlinearity::Linear));
+    if exact_ok {
+        let cost = exact_cost(&widths, &layers);
+        let affordable = (opts.budget / cost).floor() as usize;
+        let spectra = opts.spectra.min(affordable);
+        // Over budget: the expansion where it is valid (accurate there); else fewer spectra (their error
+        // is reported), down to 20; below that, the expansion's honest "outside validity".
+        let tau: f64 = widths[1..].iter().map(|&n| 1.0 / n as f64).sum();
+        let min_spectra = opts.spectra.min(200);
+        if spectra >= min_spectra || (tau > TAU_MAX + 1e-9 && spectra >= 20) {
+            return exact(net, &widths, &layers, opts, spectra, p_deg);
+        }
+    }
+    expansion(net, &widths, &layers, p_deg, TAU_MAX, SHIFT_MAX)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Exact route.
+
+fn is_uniform(widths: &[usize], layers: &[(usize, f64, f64, Nonlinearity)]) -> bool {
+    widths.iter().all(|&n| n == widths[0]) && layers.iter().all(|l| l.3 == layers[0].3)
+}
+
+/// Multiply-adds per spectrum: the reduced factors have about n/2 rows (relu) or n (linear).
+fn exact_cost(widths: &[usize], layers: &[(usize, f64, f64, Nonlinearity)]) -> f64 {
+    let rank = |l: usize| {
+        let n = widths[l] as f64;
+        if layers[l - 1].3 == Nonlinearity::Relu {
+            n / 2.0
+        } else {
+            n
+        }
+    };
+    let chain = |start: usize| -> f64 {
+        let mut c = 0.0;
+        let cols = rank(start + 1).min(widths[start] as f64);
+        let mut r = cols;
+        for l in start + 2..widths.len() {
+            let r2 = rank(l).min(r);
+            c += r2 * r * cols;
+            r = r2;
+        }
+        c + cols * cols
+    };
+    if is_uniform(widths, layers) {
+        chain(0)
+    } else {
+        (0..widths.len() - 1).map(chain).sum()
+    }
+}
+
+/// Generator of spectrum `index`: a SplitMix64 mix of (seed, index), independent of the Monte Carlo
+/// engine's streams by construction (different constant).
+fn spectrum_rng(seed: u64, index: u64) -> Xoshiro256PlusPlus {
+    let mut z = seed
+        .wrapping_mul(0xD1B5_4A32_D192_ED03)
+        .wrapping_add(0x8CB9_2BA7_2F3D_8DD7)
+        ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    Xoshiro256PlusPlus::seed_from_u64(z ^ (z >> 31))
+}
+
+/// K ~ Bin(n, 1/2) conditioned on K >= 1 (relu), or n (linear).
+fn draw_rank(n: usize, act: Nonlinearity, rng: &mut Xoshiro256PlusPlus) -> usize {
+    if act != Nonlinearity::Relu {
+        return n;
+    }
+    let bin = Binomial::new(n as u64, 0.5).expect("valid binomial");
+    loop {
+        let k = bin.sample(rng) as usize;
+        if k >= 1 {
+            return k;
+        }
+    }
+}
+
+fn chi(k: usize, rng: &mut Xoshiro256PlusPlus) -> f64 {
+    ChiSquared::new(k as f64)
+        .expect("k >= 1")
+        .sample(rng)
+        .sqrt()
+}
+
+/// One reduced chain from an input of width `n0` through layers with widths `ns` and nonlinearities `acts`:
+/// returns, for depth d = 1..=len, `dirs` values of ln GSC(d, 0) (row-major [d][s]).
+///
+/// The Jacobian J_d = D_d W_d ... D_1 W_1 has, jointly with ||J_d u|| for the input direction u, the law of
+/// T_d ... T_2 L_1 applied to the first K_1 coordinates of a uniform unit vector in R^n0, where L_1 is the
+/// Bartlett factor of the LQ decomposition of a K_1 x n0 Gaussian and T_j that of the QR decomposition of a
+/// K_j x r_{j-1} Gaussian (theory/finite-width.md). Weight scales cancel in the GSC, so entries are N(0, 1).
+fn chain(
+    n0: usize,
+    ns: &[usize],
+    acts: &[Nonlinearity],
+    dirs: usize,
+    rng: &mut Xoshiro256PlusPlus,
+) -> Vec<f64> {
+    let mut out = Vec::with_capacity(ns.len() * dirs);
+    let k1 = draw_rank(ns[0], acts[0], rng);
+    // First factor: LQ of a K_1 x n0 Gaussian if K_1 <= n0 (lower triangular K_1 x K_1, diagonal chi_{n0-i}),
+    // else QR of it (upper triangular n0 x n0, diagonal chi_{K_1-i}).
+    let (mut m, cols) = if k1 <= n0 {
+        let mut l = DMatrix::<f64>::zeros(k1, k1);
+        for i in 0..k1 {
+            l[(i, i)] = chi(n0 - i, rng);
+            for j in 0..i {
+                l[(i, j)] = rng.sample(StandardNormal);
+            }
+        }
+        (l, k1)
+    } else {
+        let mut t = DMatrix::<f64>::zeros(n0, n0);
+        for i in 0..n0 {
+            t[(i, i)] = chi(k1 - i, rng);
+            for j in i + 1..n0 {
+                t[(i, j)] = rng.sample(StandardNormal);
+            }
+        }
+        (t, n0)
+    };
+    // Input directions: the first `cols` coordinates of uniform unit vectors in R^n0.
+    let mut ys: Vec<DVector<f64>> = (0..dirs)
+        .map(|_| {
+            let g: Vec<f64> = (0..n0).map(|_| rng.sample(StandardNormal)).collect();
+            let norm = g.iter().map(|x| x * x).sum::<f64>().sqrt();
+            let u = DVector::from_iterator(cols, g[..cols].iter().map(|x| x / norm));
+            &m * u
+        })
+        .collect();
+    let ln_n0 = (n0 as f64).ln();
+    let record = |m: &DMatrix<f64>, ys: &[DVector<f64>], out: &mut Vec<f64>| {
+        let lf = m.norm_squared().ln() - ln_n0;
+        for y in ys {
+            out.push(0.5 * (lf - y.norm_squared().ln()));
+        }
+    };
+    record(&m, &ys, &mut out);
+    for j in 1..ns.len() {
+        let r = m.nrows();
+        let k = draw_rank(ns[j], acts[j], rng);
+        let r2 = k.min(r);
+        let mut t = DMatrix::<f64>::zeros(r2, r);
+        for i in 0..r2 {
+            t[(i, i)] = chi(k - i, rng);
+            for c in i + 1..r {
+                t[(i, c)] = rng.sample(StandardNormal);
+            }
+        }
+        m = &t * &m;
+        // Rescale everything by one factor (the GSC is scale-free): a product of many unnormalised
+        // factors overflows (each multiplies norms by about sqrt(K)).
+        let s = 1.0 / m.norm();
+        m *= s;
+        for y in ys.iter_mut() {
+            *y = &t * &*y;
+            *y *= s;
+        }
+        record(&m, &ys, &mut out);
+    }
+    out
+}
+
+fn quantile_sorted(v: &[f64], p: f64) -> f64 {
+    let h = (v.len() - 1) as f64 * p;
+    let lo = h.floor() as usize;
+    let hi = h.ceil() as usize;
+    v[lo] + (h - lo as f64) * (v[hi] - v[lo])
+}
+
+/// The law from `per_spectrum[i][s]` (spectra x directions): the mean's error comes from the spread of the
+/// per-spectrum averages (spectra are independent, directions within one are not).
+fn law_of(per_spectrum: &[&[f64]]) -> FiniteLaw {
+    let ns = per_spectrum.len() as f64;
+    let avgs: Vec<f64> = per_spectrum
+        .iter()
+        .map(|v| v.iter().sum::<f64>() / v.len() as f64)
+        .collect();
+    let mean = avgs.iter().sum::<f64>() / ns;
+    let var_avg = avgs.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (ns - 1.0);
+    let mut all: Vec<f64> = per_spectrum
+        .iter()
+        .flat_map(|v| v.iter().copied())
+        .collect();
+    let nall = all.len() as f64;
+    let var = all.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (nall - 1.0);
+    // Error of the variance from per-spectrum averages of the squared deviations (same clustering).
+    let dev: Vec<f64> = per_spectrum
+        .iter()
+        .map(|v| v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64)
+        .collect();
+    let dm = dev.iter().sum::<f64>() / ns;
+    let var_se = (dev.iter().map(|d| (d - dm).powi(2)).sum::<f64>() / (ns - 1.0) / ns).sqrt();
+    all.sort_by(|a, b| a.total_cmp(b));
+    let sd = var.sqrt();
+    FiniteLaw {
+        mean,
+        sd,
+        q05: quantile_sorted(&all, 0.05),
+        q50: quantile_sorted(&all, 0.5),
+        q95: quantile_sorted(&all, 0.95),
+        mean_se: (var_avg / ns).sqrt(),
+        sd_se: if sd > 0.0 { var_se / (2.0 * sd) } else { 0.0 },
+    }
+}
+
+fn trivial_law() -> FiniteValue {
+    FiniteValue::Law(FiniteLaw {
+        mean: 0.0,
+        sd: 0.0,
+        q05: 0.0,
+        q50: 0.0,
+        q95: 0.0,
+        mean_se: 0.0,
+        sd_se: 0.0,
+    })
+}
+
+fn exact(
+    net: &Network,
+    widths: &[usize],
+    layers: &[(usize, f64, f64, Nonlinearity)],
+    opts: &FiniteOptions,
+    spectra: usize,
+    p_deg: f64,
+) -> Result<FinitePrediction> {
+    let depth = net.depth();
+    let acts: Vec<Nonlinearity> = layers.iter().map(|l| l.3).collect();
+    let dirs = opts.directions;
+    let run = |start: usize, salt: u64| -> Vec<Vec<f64>> {
+        (0..spectra)
+            .into_par_iter()
+            .map(|i| {
+                let mut rng = spectrum_rng(
+                    opts.seed ^ salt.wrapping_mul(0xA24B_AED4_963E_E407),
+                    i as u64,
+                );
+                chain(
+                    widths[start],
+                    &widths[start + 1..],
+                    &acts[start..],
+                    dirs,
+                    &mut rng,
+                )
+            })
+            .collect()
+    };
+    let mut values = vec![trivial_law(); depth + 1];
+    let full = run(0, 0);
+    let law_at = |draws: &[Vec<f64>], d: usize| {
+        let rows: Vec<&[f64]> = draws.iter().map(|v| &v[(d - 1) * dirs..d * dirs]).collect();
+        law_of(&rows)
+    };
+    if is_uniform(widths, layers) {
+        // ln GSC(L, l) has the law of a depth-(L - l) chain: one chain gives every layer.
+        for (l, v) in values.iter_mut().enumerate().take(depth) {
+            *v = FiniteValue::Law(law_at(&full, depth - l));
+        }
+    } else {
+        values[0] = FiniteValue::Law(law_at(&full, depth));
+        for (l, v) in values.iter_mut().enumerate().take(depth).skip(1) {
+            let draws = run(l, l as u64);
+            *v = FiniteValue::Law(law_at(&draws, depth - l));
+        }
+    }
+    let sample_total = if opts.keep_sample {
+        full.iter().map(|v| v[(depth - 1) * dirs]).collect()
+    } else {
+        Vec::new()
+    };
+    Ok(FinitePrediction {
+        method: FiniteMethod::Exact,
+        log_gsc_to_output: values,
+        degenerate_probability: p_deg,
+        spectra: Some(spectra),
+        directions: Some(dirs),
+        sample_total,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Expansion route.
+
+/// Gaussian moments at the mean-field pre-activation variance of one layer (theory/finite-width.md, §3).
+#[derive(Clone, Copy, Debug)]
+struct LayerMoments {
+    /// Relative variance of phi(h)^2 and of phi'(h)^2, and their relative covariance.
+    c: f64,
+    v: f64,
+    cov: f64,
+    /// d ln E[phi^2] / d ln q and its derivative; the same for E[phi'^2].
+    a: f64,
+    b: f64,
+    alpha: f64,
+    beta: f64,
+    /// E[phi'^2 phi^2] / (E[phi'^2] E[phi^2]) and E[(phi phi')'] ^2 q_w / (E[phi'^2] E[phi^2]): the two
+    /// terms of the input-path weight recursion.
+    x_ratio: f64,
+    y_ratio: f64,
+    /// Weight share of the pre-activation variance, sigma_w^2 E[phi_{l-1}^2] / q_l.
+    w: f64,
+}
+
+fn layer_moments(act: Nonlinearity, q: f64, q_w: f64) -> Option<LayerMoments> {
+    let [m2, m4, g, g2, x, hy] = gauss::expect_many(
+        q,
+        |h| {
+            let p = act.phi(h);
+            let d = act.dphi(h);
+            [p * p, p.powi(4), d * d, d.powi(4), d * d * p * p, h * p * d]
+        },
+        act.kinks(),
+    );
+    // Log-derivatives in ln q by central differences (the quadrature is good to ~1e-14, so a step of 1e-3
+    // leaves ~1e-6 truncation and ~1e-8 rounding error).
+    let h = 1e-3;
+    let lm = |lq: f64| {
+        let m = act.moments(lq.exp());
+        (m.second.ln(), m.dphi2.ln())
+    };
+    let (s0, g0) = lm(q.ln());
+    let (sp, gp) = lm(q.ln() + h);
+    let (sm, gm) = lm(q.ln() - h);
+    let y = hy / q; // E[(phi phi')'] by Stein's lemma (no Dirac terms needed at kinks)
+    let lmo = LayerMoments {
+        c: m4 / (m2 * m2) - 1.0,
+        v: g2 / (g * g) - 1.0,
+        cov: x / (g * m2) - 1.0,
+        a: (sp - sm) / (2.0 * h),
+        b: (sp - 2.0 * s0 + sm) / (h * h),
+        alpha: (gp - gm) / (2.0 * h),
+        beta: (gp - 2.0 * g0 + gm) / (h * h),
+        x_ratio: x / (g * m2),
+        y_ratio: q_w * y * y / (g * m2),
+        w: q_w / q,
+    };
+    let fields = [
+        lmo.c,
+        lmo.v,
+        lmo.cov,
+        lmo.a,
+        lmo.b,
+        lmo.alpha,
+        lmo.beta,
+        lmo.x_ratio,
+        lmo.y_ratio,
+        lmo.w,
+    ];
+    fields.iter().all(|f| f.is_finite()).then_some(lmo)
+}
+
+fn expansion(
+    net: &Network,
+    widths: &[usize],
+    layers: &[(usize, f64, f64, Nonlinearity)],
+    p_deg: f64,
+    tau_max: f64,
+    shift_max: f64,
+) -> Result<FinitePrediction> {
+    let depth = net.depth();
+    let mf = predict(net, &MfOptions::default())?;
+    let nf = |l: usize| widths[l] as f64;
+    // Layer m = 1..=L at index m (index 0 unused).
+    let mut mom: Vec<Option<LayerMoments>> = vec![None];
+    for m in 1..=depth {
+        let (_, sw2, _, act) = layers[m - 1];
+        let q = mf.layers[m].log_q.exp();
+        let q_w = sw2 * mf.layers[m - 1].log_sq_norm.exp();
+        mom.push(if q.is_finite() && q > 0.0 && q_w.is_finite() {
+            layer_moments(act, q, q_w)
+        } else {
+            None
+        });
+    }
+    // Forward recursion for delta_l = ln q^_l - ln q_l: mean mu, variance v (delta_1 = 0: ||x||^2 = n_0).
+    // e_l = ln s_l - ln E[phi^2](q_l) has mean E_l and variance VE_l.
+    let mut mu = vec![0.0; depth + 2];
+    let mut var = vec![0.0; depth + 2];
+    let mut e_mean = vec![0.0; depth + 1];
+    let mut e_var = vec![0.0; depth + 1];
+    let all_ok = mom[1..].iter().all(|m| m.is_some());
+    let tau_of = |k: usize| -> f64 { (k + 1..=depth).map(|m| 1.0 / nf(m)).sum() };
+    if !all_ok {
+        let values = (0..=depth)
+            .map(|k| {
+                if k == depth {
+                    trivial_law()
+                } else {
+                    FiniteValue::OutsideValidity {
+                        tau: tau_of(k),
+                        shift: None,
+                    }
+                }
+            })
+            .collect();
+        return Ok(FinitePrediction {
+            method: FiniteMethod::Expansion,
+            log_gsc_to_output: values,
+            degenerate_probability: p_deg,
+            spectra: None,
+            directions: None,
+            sample_total: Vec::new(),
+        });
+    }
+    let mo = |m: usize| mom[m].expect("checked");
+    for m in 1..=depth {
+        let l = mo(m);
+        e_mean[m] = l.a * mu[m] + 0.5 * l.b * var[m] - l.c / (2.0 * nf(m));
+        e_var[m] = l.a * l.a * var[m] + l.c / nf(m);
+        if m < depth {
+            let w = mo(m + 1).w;
+            mu[m + 1] = w * e_mean[m] + 0.5 * w * (1.0 - w) * e_var[m];
+            var[m + 1] = w * w * e_var[m];
+        }
+    }
+    let mut values = Vec::with_capacity(depth + 1);
+    for k in 0..=depth {
+        if k == depth {
+            values.push(trivial_law());
+            continue;
+        }
+        let tau = tau_of(k);
+        // A small allowance: tau is a float sum, and tau = TAU_MAX exactly (e.g. 20 layers of width 100) is in.
+        if tau > tau_max + 1e-9 {
+            values.push(FiniteValue::OutsideValidity { tau, shift: None });
+            continue;
+        }
+        // Mean of ln GSC^2(L, k) minus its mean-field value.
+        let mut mean2 = 0.0;
+        let mut rho = 1.0; // input-path weight of the Jacobian from layer k: 1 at the start
+        for m in k + 1..=depth {
+            let l = mo(m);
+            let kappa = 2.0 * l.w * l.alpha;
+            mean2 += l.alpha * mu[m] + 0.5 * l.beta * var[m] - l.v / (2.0 * nf(m))
+                + kappa * rho / nf(m - 1);
+            rho = (nf(m) / nf(m - 1)) * l.y_ratio * rho + l.x_ratio;
+        }
+        mean2 -= e_mean[depth];
+        if k >= 1 {
+            mean2 += e_mean[k];
+        }
+        // Variance of the linear part: backward pass over delta coefficients.
+        let mut var2 = 0.0;
+        let mut d_next = 0.0; // total coefficient of delta_{m+1}
+        for m in (1..=depth).rev() {
+            let l = mo(m);
+            let mut c_delta = 0.0;
+            let mut c_eps = 0.0;
+            if m > k {
+                c_delta += l.alpha;
+            }
+            if m == depth {
+                c_delta -= l.a;
+                c_eps -= 1.0;
+            }
+            if m == k {
+                c_delta += l.a;
+                c_eps += 1.0;
+            }
+            let w_next = if m < depth { mo(m + 1).w } else { 0.0 };
+            let a_eps = c_eps + w_next * d_next;
+            let b_eta = if m > k { 1.0 } else { 0.0 };
+            var2 +=
+                (a_eps * a_eps * l.c + b_eta * b_eta * l.v + 2.0 * a_eps * b_eta * l.cov) / nf(m);
+            d_next = c_delta + w_next * l.a * d_next;
+        }
+        let mean = mf.layers[k].log_gsc_to_output + 0.5 * mean2;
+        if (0.5 * mean2).abs() > shift_max {
+            values.push(FiniteValue::OutsideValidity {
+                tau,
+                shift: Some(0.5 * mean2),
+            });
+            continue;
+        }
+        let sd = 0.5 * var2.max(0.0).sqrt();
+        // Quantiles from the normal law of the linearised statistic.
+        let z = 1.644_853_626_951_472_2;
+        values.push(FiniteValue::Law(FiniteLaw {
+            mean,
+            sd,
+            q05: mean - z * sd,
+            q50: mean,
+            q95: mean + z * sd,
+            mean_se: 0.0,
+            sd_se: 0.0,
+        }));
+    }
+    Ok(FinitePrediction {
+        method: FiniteMethod::Expansion,
+        log_gsc_to_output: values,
+        degenerate_probability: p_deg,
+        spectra: None,
+        directions: None,
+        sample_total: Vec::new(),
+    })
+}
+
+/// The expansion alone, reported up to `tau_max` and `shift_max` (for comparing it with the exact route on
+/// relu / linear networks, and for finding its validity range).
+pub fn predict_expansion(net: &Network, tau_max: f64, shift_max: f64) -> Result<FinitePrediction> {
+    net.validate()?;
+    let layers = mlp_layers(net).ok_or_else(|| {
+        Error::Unsupported("finite-width expansion: only plain MLPs are covered".into())
+    })?;
+    let widths = net.widths();
+    let p = degenerate_probability(&layers);
+    expansion(net, &widths, &layers, p, tau_max, shift_max)
+}
