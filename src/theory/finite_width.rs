@@ -83,6 +83,11 @@ pub struct FiniteLaw {
     pub mean_se: f64,
     /// Standard error of `sd` (exact route), 0 for the expansion.
     pub sd_se: f64,
+    /// Standardised fourth moment E[(X - mean)^4] / sd^4 of the law (3 for the expansion's normal law).
+    /// The verifier needs it: the sampling error of a measured variance is sd^2 sqrt((kurtosis - 1) / n),
+    /// and estimating the kurtosis from the measured sample itself underestimates it badly at n ~ 100
+    /// because ln GSC is heavy-tailed (theory/finite-width.md, "Testing the variance").
+    pub kurtosis: f64,
 }
 
 /// One layer's finite-width prediction: a law, or the statement that the expansion does not apply.
@@ -367,9 +372,11 @@ fn law_of(per_spectrum: &[&[f64]]) -> FiniteLaw {
         .collect();
     let dm = dev.iter().sum::<f64>() / ns;
     let var_se = (dev.iter().map(|d| (d - dm).powi(2)).sum::<f64>() / (ns - 1.0) / ns).sqrt();
+    let m4 = all.iter().map(|x| (x - mean).powi(4)).sum::<f64>() / nall;
     all.sort_by(|a, b| a.total_cmp(b));
     let sd = var.sqrt();
     FiniteLaw {
+        kurtosis: if var > 0.0 { m4 / (var * var) } else { 3.0 },
         mean,
         sd,
         q05: quantile_sorted(&all, 0.05),
@@ -389,6 +396,7 @@ fn trivial_law() -> FiniteValue {
         q95: 0.0,
         mean_se: 0.0,
         sd_se: 0.0,
+        kurtosis: 3.0,
     })
 }
 
@@ -659,6 +667,7 @@ fn expansion(
             q95: mean + z * sd,
             mean_se: 0.0,
             sd_se: 0.0,
+            kurtosis: 3.0,
         }));
     }
     Ok(FinitePrediction {
