@@ -289,7 +289,8 @@ pub fn run_case(c: &McCase, peak: f64) -> Result<CaseResult> {
 }
 
 /// The closed-form phase grid: `side` x `side` points (sigma_w^2 in [0.5, 4], sigma_b^2 in [0, 1]) of a
-/// tanh MLP, every layer to `depth`, one `theory::predict` per point, in parallel. Returns seconds.
+/// tanh MLP, every layer to `depth`, one `theory::predict` per point (without the fixed-point analysis),
+/// in parallel. Returns seconds; the first call includes building tanh's moment table (theory/table.rs).
 pub fn phase_grid(side: usize, depth: usize) -> Result<CaseResult> {
     let t = Instant::now();
     let points: Vec<(usize, usize)> = (0..side)
@@ -307,7 +308,13 @@ pub fn phase_grid(side: usize, depth: usize) -> Result<CaseResult> {
                 sigma_w2: sw2,
                 sigma_b2: sb2,
             })?;
-            let p = theory::predict(&net, &MfOptions::default())?;
+            let p = theory::predict(
+                &net,
+                &MfOptions {
+                    skip_fixed_point: true,
+                    ..Default::default()
+                },
+            )?;
             Ok(p.layers[0].log_gsc_to_output)
         })
         .collect();

@@ -9,7 +9,9 @@ use crate::error::{Error, Result};
 use crate::nonlin::Nonlinearity;
 
 /// q below this is treated by the small-q limit, above by the large-q limit.
-const Q_TINY: f64 = 1e-200;
+// Below Q_TINY the small-q limits (phi(0)^2, or the slopes at 0) are used: their relative error is O(q),
+// < 1e-29 here, far below the quadrature's; the moment table (table.rs) covers the range just above it.
+const Q_TINY: f64 = 1e-30;
 const Q_HUGE: f64 = 1e200;
 
 /// (ln E[phi^2], ln E[phi'^2], E[phi] / sqrt(E[phi^2])) at z ~ N(0, e^log_q).
@@ -40,6 +42,9 @@ pub fn log_moments(act: Nonlinearity, log_q: f64) -> (f64, f64, f64) {
             return (m2.ln(), log_d2, mean / m2.sqrt());
         }
         return piecewise_linear(act.slopes_at_infinity());
+    }
+    if let Some(v) = super::table::lookup(act, log_q) {
+        return v;
     }
     let m = act.moments(q);
     (m.second.ln(), m.dphi2.ln(), m.mean / m.second.sqrt())

@@ -102,6 +102,7 @@ pub fn predict_collapse(net: &Network, batch: Option<usize>) -> Result<CollapseP
     let opts = MfOptions {
         correlation: true,
         batch: net.input.batch,
+        ..Default::default()
     };
     let mut s = input_state(net);
     let mut layers = vec![CollapseLayer {

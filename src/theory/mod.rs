@@ -13,6 +13,7 @@ pub mod isometry;
 pub mod norm;
 pub mod phase;
 mod residual;
+pub mod table;
 
 pub use fixed_point::{fixed_point, FixedPoint, MlpFixedPoint};
 
@@ -52,6 +53,9 @@ pub struct MfOptions {
     pub correlation: bool,
     /// Inputs per batch (batch norm's statistics); `predict` sets it from the network's input model.
     pub batch: usize,
+    /// Skip the fixed-point analysis (q*, chi_1, depth scales: Newton steps on quadrature derivatives)
+    /// when only the layer-by-layer values are wanted, as in a phase grid.
+    pub skip_fixed_point: bool,
 }
 
 /// Each op kind's infinite-width map. Implemented once per kind in this module's files.
@@ -244,7 +248,11 @@ pub fn predict(net: &Network, opts: &MfOptions) -> Result<Prediction> {
         .collect();
     let ys: Vec<f64> = (0..=depth).map(|l| log_gsc(depth, depth - l)).collect();
     let (log_c, log_r) = fit_line(&ys);
-    let fixed_point = fixed_point::for_network(net)?;
+    let fixed_point = if opts.skip_fixed_point {
+        None
+    } else {
+        fixed_point::for_network(net)?
+    };
     Ok(Prediction {
         layers,
         fit: ExplosionFit {
