@@ -18,7 +18,7 @@ pub struct FigureOptions {
 
 /// Figure names, in the order `plot --all` draws them.
 pub fn names() -> Vec<&'static str> {
-    vec!["gsc-depth", "gsc-width", "resnet-dilution"]
+    vec!["gsc-depth", "gsc-width", "resnet-dilution", "finite-width"]
 }
 
 pub fn build(name: &str, o: &FigureOptions) -> Result<Figure> {
@@ -26,6 +26,7 @@ pub fn build(name: &str, o: &FigureOptions) -> Result<Figure> {
         "gsc-depth" => gsc_depth(o),
         "gsc-width" => gsc_width(o),
         "resnet-dilution" => resnet_dilution(o),
+        "finite-width" => finite_width(o),
         _ => Err(Error::param(
             "figure name",
             name,
@@ -266,5 +267,113 @@ fn resnet_dilution(o: &FigureOptions) -> Result<Figure> {
             Series::line("(k^2 + GSC_rho^2)/(k^2 + 1), square root (theory)", 0, curve.iter().map(|&(k, g)| (k.log10(), g)).collect()),
             Series::points("measured", 1, pts.iter().map(|&(k, g)| (k.log10(), g)).collect(), bars),
         ],
+    })
+}
+
+/// The finite-width law of ln GSC(L, 0) against width: predicted mean and 5/95% quantiles
+/// (theory::finite_width), the infinite-width value, and Monte Carlo means with 95% CIs.
+/// Widths where the prediction is outside its validity are left off the prediction lines.
+fn finite_width(o: &FigureOptions) -> Result<Figure> {
+    use crate::theory::finite_width::{predict_finite, FiniteOptions};
+    let depth = 50;
+    let widths: Vec<usize> = if o.quick {
+        vec![10, 30, 100]
+    } else {
+        vec![10, 20, 30, 50, 100, 200, 500, 1000]
+    };
+    let samples = if o.quick { 16 } else { 64 };
+    let spectra = if o.quick { 200 } else { 1000 };
+    let acts = [
+        (Nonlinearity::Relu, 2.0, "relu He"),
+        (Nonlinearity::Tanh, 1.0, "tanh"),
+    ];
+    let mut series = Vec::new();
+    let mut outside = Vec::new();
+    for (i, &(act, sw2, label)) in acts.iter().enumerate() {
+        let (mut mean, mut q05, mut q95, mut inf, mut pts, mut bars) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for (j, &w) in widths.iter().enumerate() {
+            let net = Network::mlp(MlpSpec {
+                act,
+                width: w,
+                depth,
+                sigma_w2: sw2,
+                sigma_b2: 0.0,
+            })?;
+            let x = w as f64;
+            let p = predict(&net, &MfOptions::default())?;
+            inf.push((x, p.layers[0].log_gsc_to_output));
+            let f = predict_finite(
+                &net,
+                &FiniteOptions {
+                    spectra,
+                    seed: o.seed + j as u64,
+                    ..FiniteOptions::default()
+                },
+            )?;
+            match f.log_gsc_to_output.first().and_then(|v| v.law()) {
+                Some(l) => {
+                    mean.push((x, l.mean));
+                    q05.push((x, l.q05));
+                    q95.push((x, l.q95));
+                }
+                None => outside.push(format!("{label} n={w}")),
+            }
+            {
+                let m = simulate(
+                    &net,
+                    &McOptions {
+                        samples,
+                        seed: o.seed + 1000 * (i as u64 + 1) + j as u64,
+                        estimator: Estimator::Exact,
+                    },
+                )?;
+                let s = &m.layers[0].log_gsc_to_output;
+                pts.push((x, s.mean));
+                bars.push((s.mean - Z95 * s.stderr, s.mean + Z95 * s.stderr));
+            }
+        }
+        series.push(Series::line(
+            format!("{label}: finite-width mean"),
+            2 * i,
+            mean,
+        ));
+        series.push(Series::line(
+            format!("{label}: predicted 5%"),
+            2 * i + 1,
+            q05,
+        ));
+        series.push(Series::line(
+            format!("{label}: predicted 95%"),
+            2 * i + 1,
+            q95,
+        ));
+        series.push(Series::line(format!("{label}: infinite width"), 6 + i, inf));
+        series.push(Series::points(
+            format!("{label}: measured mean"),
+            2 * i,
+            pts,
+            bars,
+        ));
+    }
+    let note = if outside.is_empty() {
+        "all predictions within validity".to_string()
+    } else {
+        format!(
+            "outside validity (omitted from lines): {}",
+            outside.join(", ")
+        )
+    };
+    Ok(Figure {
+        name: "finite-width".into(),
+        title: "Finite-width law of ln GSC(L, 0), depth 50".into(),
+        caption: format!(
+            "depth 50, sigma_b = 0; lines: exact finite-width route ({spectra} spectra); points: mean of {samples} nets, 95% CI; {note}; seed {}",
+            o.seed
+        ),
+        x_label: "width n".into(),
+        y_label: "ln GSC(L, 0) (nats)".into(),
+        log_y: false,
+        series,
     })
 }
