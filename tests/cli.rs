@@ -170,3 +170,39 @@ fn plot_writes_png_svg_and_csv() {
     assert!(svg.contains("Pythagorean") && svg.contains("dilution"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The batch-norm, collapse and phase figures in quick mode: every file written, every CSV number finite
+/// (a NaN from either engine would show up here), the title in the SVG.
+#[test]
+fn new_figures_render_with_finite_data() {
+    let dir = std::env::temp_dir().join(format!("gradscale-plot3-{}", std::process::id()));
+    for (name, word) in [
+        ("bn-rate", "Batch norm"),
+        ("collapse", "Collapsing"),
+        ("phase", "phase diagram"),
+    ] {
+        let (code, _, stderr) = run(&["plot", name, "--quick", "--out", dir.to_str().unwrap()]);
+        assert_eq!(code, 0, "{name}: {stderr}");
+        for ext in ["png", "svg", "csv"] {
+            let p = dir.join(format!("{name}.{ext}"));
+            let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            assert!(len > 500, "{} is missing or tiny", p.display());
+        }
+        let csv = std::fs::read_to_string(dir.join(format!("{name}.csv"))).unwrap();
+        let mut numbers = 0;
+        for line in csv.lines().filter(|l| !l.starts_with('#')).skip(1) {
+            for field in line.split(',').skip(2).filter(|f| !f.is_empty()) {
+                let v: f64 = field.parse().unwrap_or(f64::NAN);
+                assert!(
+                    v.is_finite(),
+                    "{name}: non-finite field {field:?} in {line}"
+                );
+                numbers += 1;
+            }
+        }
+        assert!(numbers > 10, "{name}: only {numbers} numbers");
+        let svg = std::fs::read_to_string(dir.join(format!("{name}.svg"))).unwrap();
+        assert!(svg.contains(word), "{name}: title missing from the SVG");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

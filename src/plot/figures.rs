@@ -18,7 +18,15 @@ pub struct FigureOptions {
 
 /// Figure names, in the order `plot --all` draws them.
 pub fn names() -> Vec<&'static str> {
-    vec!["gsc-depth", "gsc-width", "resnet-dilution", "finite-width"]
+    vec![
+        "gsc-depth",
+        "gsc-width",
+        "resnet-dilution",
+        "finite-width",
+        "bn-rate",
+        "collapse",
+        "phase",
+    ]
 }
 
 pub fn build(name: &str, o: &FigureOptions) -> Result<Figure> {
@@ -27,6 +35,9 @@ pub fn build(name: &str, o: &FigureOptions) -> Result<Figure> {
         "gsc-width" => gsc_width(o),
         "resnet-dilution" => resnet_dilution(o),
         "finite-width" => finite_width(o),
+        "bn-rate" => bn_rate(o),
+        "collapse" => collapse(o),
+        "phase" => phase(o),
         _ => Err(Error::param(
             "figure name",
             name,
@@ -375,5 +386,235 @@ fn finite_width(o: &FigureOptions) -> Result<Figure> {
         y_label: "ln GSC(L, 0) (nats)".into(),
         log_y: false,
         series,
+    })
+}
+
+/// Batch-norm relu: the per-layer GSC against batch size. Line: sqrt(lambda_G(B)) (Yang et al.,
+/// theory/batch-norm.md) and its B -> infinity limit sqrt(pi/(pi-1)). Points: the measured rate past the
+/// transient, exp(mean ln GSC(L, l0) / (L - l0)) with l0 = 4, whose standard error is the per-network
+/// spread of that one statistic (no regression over correlated layers).
+fn bn_rate(o: &FigureOptions) -> Result<Figure> {
+    use crate::theory::norm::batch_norm_rate;
+    let (width, depth, l0) = (100, 16, 4);
+    let batches: Vec<usize> = if o.quick {
+        vec![4, 16, 64]
+    } else {
+        vec![4, 8, 16, 32, 64, 128, 256]
+    };
+    let samples = if o.quick { 8 } else { 32 };
+    let probes = 4;
+    let curve: Vec<(f64, f64)> = (0..=60)
+        .map(|i| 4.0 * 64f64.powf(i as f64 / 60.0))
+        .filter_map(|b| {
+            let b = b.round() as usize;
+            batch_norm_rate(Nonlinearity::Relu, b)
+                .ok()
+                .map(|r| (b as f64, r.lambda.sqrt()))
+        })
+        .collect();
+    let limit = (std::f64::consts::PI / (std::f64::consts::PI - 1.0)).sqrt();
+    let (mut pts, mut bars) = (vec![], vec![]);
+    for (j, &b) in batches.iter().enumerate() {
+        let dense = Op::Dense(Dense {
+            width,
+            sigma_w2: 2.0,
+            sigma_b2: 0.0,
+            init: Init::Gaussian,
+        });
+        let net = Network {
+            input: InputModel {
+                width,
+                batch: b,
+                correlation: 0.0,
+                data: None,
+            },
+            layers: vec![
+                Layer {
+                    ops: vec![
+                        dense,
+                        Op::BatchNorm { eps: 1e-5 },
+                        Op::Act(Nonlinearity::Relu)
+                    ],
+                };
+                depth
+            ],
+        };
+        let m = simulate(
+            &net,
+            &McOptions {
+                samples,
+                seed: o.seed + j as u64,
+                estimator: Estimator::Probes(probes),
+            },
+        )?;
+        let s = &m.layers[l0].log_gsc_to_output;
+        let k = (depth - l0) as f64;
+        pts.push((b as f64, (s.mean / k).exp()));
+        bars.push((
+            ((s.mean - Z95 * s.stderr) / k).exp(),
+            ((s.mean + Z95 * s.stderr) / k).exp(),
+        ));
+    }
+    Ok(Figure {
+        name: "bn-rate".into(),
+        title: "Batch norm does not remove exploding gradients: relu rate vs batch size".into(),
+        caption: format!(
+            "dense-BN-relu, width {width}, depth {depth}, rate from ln GSC(L, {l0}); {samples} nets x {probes} probes per point, 95% CI; seed {}",
+            o.seed
+        ),
+        x_label: "batch size B".into(),
+        y_label: "per-layer GSC (ratio per layer)".into(),
+        log_y: false,
+        series: vec![
+            Series::line("closed form sqrt(lambda_G(B))", 0, curve),
+            Series::line(
+                "B -> infinity: sqrt(pi/(pi-1))",
+                1,
+                vec![(4.0, limit), (*batches.last().unwrap_or(&256) as f64, limit)],
+            ),
+            Series::points("Monte Carlo", 0, pts, bars),
+        ],
+    })
+}
+
+/// Domain collapse against depth: pairwise correlation of layer outputs and sign diversity of the
+/// pre-activations, predicted (theory::collapse, finite-batch formulas) and measured
+/// (montecarlo::collapse), for relu (He), tanh ordered (1.5, 0.3) and tanh chaotic (2.0, 0).
+fn collapse(o: &FigureOptions) -> Result<Figure> {
+    use crate::montecarlo::collapse::measure_collapse;
+    use crate::theory::collapse::predict_collapse;
+    let (width, depth, batch) = (256, 50, 16);
+    let samples = if o.quick { 4 } else { 16 };
+    let configs = [
+        (Nonlinearity::Relu, 2.0, 0.0, "relu He"),
+        (Nonlinearity::Tanh, 1.5, 0.3, "tanh ordered"),
+        (Nonlinearity::Tanh, 2.0, 0.0, "tanh chaotic"),
+    ];
+    let mut series = Vec::new();
+    for (i, &(act, sw2, sb2, label)) in configs.iter().enumerate() {
+        let mut net = Network::mlp(MlpSpec {
+            act,
+            width,
+            depth,
+            sigma_w2: sw2,
+            sigma_b2: sb2,
+        })?;
+        net.input.batch = batch;
+        let p = predict_collapse(&net, None)?;
+        let m = measure_collapse(&net, samples, o.seed + i as u64)?;
+        let x = |l: usize| l as f64;
+        let mut corr_line = vec![];
+        let mut sdiv_line = vec![];
+        let (mut corr_pts, mut corr_bars, mut sdiv_pts, mut sdiv_bars) =
+            (vec![], vec![], vec![], vec![]);
+        for l in 1..=depth {
+            corr_line.push((x(l), p.layers[l].c));
+            if let Some(v) = p.layers[l].sign_diversity {
+                sdiv_line.push((x(l), v));
+            }
+            // Every other layer for the points, so the error bars stay readable.
+            if l % 2 == 0 {
+                let c = &m.layers[l].corr;
+                corr_pts.push((x(l), c.mean));
+                corr_bars.push((c.mean - Z95 * c.stderr, c.mean + Z95 * c.stderr));
+                if let Some(s) = &m.layers[l].sign_diversity {
+                    sdiv_pts.push((x(l), s.mean));
+                    sdiv_bars.push((s.mean - Z95 * s.stderr, s.mean + Z95 * s.stderr));
+                }
+            }
+        }
+        series.push(Series::line(
+            format!("{label}: correlation"),
+            2 * i,
+            corr_line,
+        ));
+        series.push(Series::points(
+            format!("{label}: correlation measured"),
+            2 * i,
+            corr_pts,
+            corr_bars,
+        ));
+        series.push(Series::line(
+            format!("{label}: sign diversity"),
+            2 * i + 1,
+            sdiv_line,
+        ));
+        series.push(Series::points(
+            format!("{label}: sign diversity measured"),
+            2 * i + 1,
+            sdiv_pts,
+            sdiv_bars,
+        ));
+    }
+    Ok(Figure {
+        name: "collapse".into(),
+        title: "Collapsing domain: correlation and sign diversity vs depth".into(),
+        caption: format!(
+            "width {width}, batch {batch}; lines: mean field with finite-batch formulas; points: {samples} nets, 95% CI; seed {}",
+            o.seed
+        ),
+        x_label: "layer l".into(),
+        y_label: "correlation of outputs / sign diversity min(P,N)/(P+N)".into(),
+        log_y: false,
+        series,
+    })
+}
+
+/// The tanh phase diagram in (sigma_w^2, sigma_b^2) from theory::phase: grid points classified as
+/// ordered (c* = 1: the domain collapses, per-layer GSC < 1) or chaotic (c* < 1, GSC > 1: gradients
+/// explode), and the edge of chaos chi_1 = 1 located between them in each column. Closed form only:
+/// the measured counterparts are the collapse and gsc-depth figures.
+fn phase(o: &FigureOptions) -> Result<Figure> {
+    use crate::theory::phase::{phase_grid, PhaseOptions};
+    let side = if o.quick { 20 } else { 40 };
+    let sw2s: Vec<f64> = (0..side)
+        .map(|i| 0.5 + 3.5 * i as f64 / (side - 1) as f64)
+        .collect();
+    let sb2s: Vec<f64> = (0..side)
+        .map(|j| 0.5 * j as f64 / (side - 1) as f64)
+        .collect();
+    let pts = phase_grid(Nonlinearity::Tanh, &sw2s, &sb2s, &PhaseOptions::default());
+    let mut ordered = vec![];
+    let mut chaotic = vec![];
+    let mut edge = vec![];
+    for (i, &w) in sw2s.iter().enumerate() {
+        let col = &pts[i * side..(i + 1) * side];
+        for p in col {
+            match p.phase.as_str() {
+                "chaotic" | "chaotic-unresolved" => chaotic.push((w, p.sigma_b2)),
+                "ordered" | "ordered-scale" | "critical" => ordered.push((w, p.sigma_b2)),
+                _ => {}
+            }
+        }
+        // chi_1 decreases with sigma_b^2 at fixed sigma_w^2 for tanh: the edge is where it crosses 1.
+        for pair in col.windows(2) {
+            if let (Some(a), Some(b)) = (pair[0].chi1, pair[1].chi1) {
+                if (a - 1.0) * (b - 1.0) <= 0.0 && a != b {
+                    let t = (a - 1.0) / (a - b);
+                    edge.push((
+                        w,
+                        pair[0].sigma_b2 + t * (pair[1].sigma_b2 - pair[0].sigma_b2),
+                    ));
+                }
+            }
+        }
+    }
+    let zero = |v: &Vec<(f64, f64)>| v.iter().map(|&(_, y)| (y, y)).collect::<Vec<_>>();
+    let (zo, zc) = (zero(&ordered), zero(&chaotic));
+    Ok(Figure {
+        name: "phase".into(),
+        title: "tanh phase diagram: collapse (ordered) vs explosion (chaotic)".into(),
+        caption: format!(
+            "closed form, {side} x {side} grid; ordered: c* = 1, per-layer GSC^2 = chi_1 < 1; chaotic: c* < 1, chi_1 > 1; line: chi_1 = 1; seed {} (unused)",
+            o.seed
+        ),
+        x_label: "sigma_w^2 (weight variance x fan-in)".into(),
+        y_label: "sigma_b^2 (bias variance)".into(),
+        log_y: false,
+        series: vec![
+            Series::points("ordered: domain collapses", 0, ordered, zo),
+            Series::points("chaotic: gradients explode", 1, chaotic, zc),
+            Series::line("edge of chaos chi_1 = 1", 2, edge),
+        ],
     })
 }
