@@ -8,6 +8,7 @@
 //! negation: rejecting it supports the claim. Rejections are decided by Holm's step-down procedure over all
 //! claims of one audit at family-wise rate `alpha` (theory/verification.md).
 
+mod capabilities;
 mod registry;
 
 pub use registry::{registry, AuditOptions};

@@ -1,6 +1,7 @@
 //! The registry. Each testable claim is a function from the audit options to its evidence; each runs its
 //! own fixed seed (offset from the audit seed), so an audit is reproducible.
 
+use super::capabilities as cap;
 use super::{Claim, Evidence, Source};
 use crate::arch::{Dense, Init, InputModel, Layer, MlpSpec, Network, Op, Residual, Skip};
 use crate::error::Result;
@@ -18,7 +19,7 @@ pub struct AuditOptions {
 }
 
 impl AuditOptions {
-    fn samples(&self, full: usize) -> usize {
+    pub(crate) fn samples(&self, full: usize) -> usize {
         if self.quick {
             (full / 4).max(16)
         } else {
@@ -173,28 +174,6 @@ fn popular_explode(o: &AuditOptions) -> Result<Evidence> {
         2,
         Estimator::Exact,
         "layer-tanh MLP (dense -> layer norm -> tanh), width 100, depth 50",
-    )
-}
-
-fn batchnorm_explodes(o: &AuditOptions) -> Result<Evidence> {
-    let depth = if o.quick { 10 } else { 25 };
-    let net = stack(
-        64,
-        16,
-        depth,
-        vec![
-            dense(64, 2.0),
-            Op::BatchNorm { eps: 1e-5 },
-            Op::Act(Nonlinearity::Relu),
-        ],
-    );
-    explodes(
-        &net,
-        o,
-        64,
-        3,
-        Estimator::Probes(8),
-        &format!("batch-ReLU MLP (dense -> batch norm -> relu), width 64, batch 16, depth {depth}, whole-batch GSC by 8 probes"),
     )
 }
 
@@ -414,7 +393,7 @@ pub fn registry() -> Vec<Claim> {
             source: Source::SeedPaper,
             reference: PAPER,
             theory: "theory/batch-norm.md",
-            test: Some(batchnorm_explodes),
+            test: Some(cap::batchnorm_rate_positive),
             untestable: "",
         },
         Claim {
@@ -523,6 +502,78 @@ pub fn registry() -> Vec<Claim> {
             reference: "",
             theory: "theory/gsc-mlp.md",
             test: Some(scale_invariance),
+            untestable: "",
+        },
+        Claim {
+            id: "derived/bn-relu-rate-b16",
+            statement: "Batch-normalised ReLU MLPs grow the GSC by sqrt(lambda_G(B)) per layer (B = 16: 1.2159).",
+            source: Source::Derived,
+            reference: "",
+            theory: "theory/batch-norm.md",
+            test: Some(cap::bn_rate_b16),
+            untestable: "",
+        },
+        Claim {
+            id: "derived/bn-relu-rate-b64",
+            statement: "Batch-normalised ReLU MLPs grow the GSC by sqrt(lambda_G(B)) per layer (B = 64).",
+            source: Source::Derived,
+            reference: "",
+            theory: "theory/batch-norm.md",
+            test: Some(cap::bn_rate_b64),
+            untestable: "",
+        },
+        Claim {
+            id: "derived/layer-norm-tanh-gsc",
+            statement: "Dense -> layer norm -> tanh has per-layer GSC g(1) = 1.085268 at every layer.",
+            source: Source::Derived,
+            reference: "",
+            theory: "theory/layer-norm.md",
+            test: Some(cap::layer_norm_tanh),
+            untestable: "",
+        },
+        Claim {
+            id: "derived/pythagorean-block",
+            statement: "A residual block's GSC obeys GSC_b^2 = (k^2 GSC_s^2 + GSC_rho^2) / (k^2 + 1) (dense-relu-dense branch, identity skip).",
+            source: Source::Derived,
+            reference: "",
+            theory: "theory/pythagorean.md",
+            test: Some(cap::pythagorean_block),
+            untestable: "",
+        },
+        Claim {
+            id: "derived/tanh-correlation-map",
+            statement: "The mean-field correlation map predicts two inputs' correlation at depth (chaotic tanh: no collapse).",
+            source: Source::Derived,
+            reference: "",
+            theory: "theory/collapse.md",
+            test: Some(cap::tanh_correlation),
+            untestable: "",
+        },
+        Claim {
+            id: "derived/tradeoff-theorem",
+            statement: "At the fixed point GSC^2 = chi_1, and c* < 1 iff chi_1 > 1 (closed-form consistency check over a grid, not a measurement).",
+            source: Source::Derived,
+            reference: "",
+            theory: "theory/tradeoff.md",
+            test: Some(cap::tradeoff_grid),
+            untestable: "",
+        },
+        Claim {
+            id: "derived/finite-width-relu",
+            statement: "The finite-width law predicts E ln GSC(L, 0) of He-ReLU at width 100, depth 50 (~0.317).",
+            source: Source::Derived,
+            reference: "",
+            theory: "theory/finite-width.md",
+            test: Some(cap::finite_width_relu),
+            untestable: "",
+        },
+        Claim {
+            id: "derived/infinite-width-at-width-100",
+            statement: "The infinite-width GSC (He-ReLU: exactly 1) holds at width 100, depth 50 without a finite-width correction (expected: contradicted; the finite-width law is needed).",
+            source: Source::Derived,
+            reference: "",
+            theory: "theory/finite-width.md",
+            test: Some(cap::infinite_width_at_100),
             untestable: "",
         },
     ]
