@@ -319,7 +319,7 @@ fn he_relu_measured(o: &AuditOptions) -> Result<Summary> {
             estimator: Estimator::Exact,
         },
     )?;
-    Ok(m.layers[0].log_gsc_to_output.clone())
+    Ok(m.layers[0].log_gsc_to_output)
 }
 
 /// The finite-width law of ln GSC(L, 0) (theory/finite-width.md) against the measurement.
@@ -333,10 +333,9 @@ pub fn finite_width_relu(o: &AuditOptions) -> Result<Evidence> {
             ..Default::default()
         },
     )?;
-    let law = p.log_gsc_to_output[0]
+    let law = *p.log_gsc_to_output[0]
         .law()
-        .ok_or_else(|| crate::Error::Unsupported("finite law outside its validity".into()))?
-        .clone();
+        .ok_or_else(|| crate::Error::Unsupported("finite law outside its validity".into()))?;
     let s = he_relu_measured(o)?;
     let se = (s.stderr.powi(2) + law.mean_se.powi(2)).sqrt();
     Ok(Evidence::equality(
