@@ -277,7 +277,21 @@ pub fn architecture_claim(net: &crate::Network, name: &str, o: &AuditOptions) ->
         ),
     );
     e.p_value = (pmin * n).min(1.0);
+    if net.layers.iter().any(|l| has_kappa_invalid_act(&l.ops)) {
+        // theory/finite-width.md measures the 1/n coefficient of gelu/silu well above kappa = 1.5, so
+        // `verify::check`'s bias bound is not a valid allowance for them (theory/verification.md).
+        e.detail.push_str("; caution: the net contains gelu/silu, for which the kappa = 1.5 finite-width bias bound is not valid (theory/finite-width.md): a 'contradicted' here may be finite-width bias, not a wrong closed form");
+    }
     Ok(e)
+}
+
+fn has_kappa_invalid_act(ops: &[crate::arch::Op]) -> bool {
+    use crate::arch::Op;
+    ops.iter().any(|op| match op {
+        Op::Act(a) => matches!(a, crate::Nonlinearity::Gelu | crate::Nonlinearity::Silu),
+        Op::Residual(r) => has_kappa_invalid_act(&r.branch),
+        _ => false,
+    })
 }
 
 /// Runs every claim (and the user's architectures), then Holm over the tested ones. `progress` gets
