@@ -107,8 +107,7 @@ pub fn batchnorm_rate_positive(o: &AuditOptions) -> Result<Evidence> {
             "batch-ReLU MLP (dense -> batch norm -> relu), width 100, batch 16, depth 30: per-layer ln GSC rate fitted over layers 5..25 = {:.5} +- {:.5} over {} nets (closed form 1/2 ln lambda_G(16) = {th:.5}); GSC grows x{:.3} per layer; 4 probes; seed {}",
             s.mean, s.stderr, s.n, s.mean.exp(), o.seed + 3
         ),
-    )
-    .with_figure("bn-rate"))
+    ))
 }
 
 fn bn_rate_claim(o: &AuditOptions, batch: usize, seed: u64) -> Result<Evidence> {
@@ -122,8 +121,7 @@ fn bn_rate_claim(o: &AuditOptions, batch: usize, seed: u64) -> Result<Evidence> 
             "batch-ReLU, width 100, batch {batch}, depth 30: closed-form per-layer rate 1/2 ln lambda_G({batch}) = {th:.5} (GSC {:.4}/layer); fitted over layers 5..25: {:.5} +- {:.5} over {} nets, 4 probes; no bias bound (theory/batch-norm.md: the width trend at B >= 16 is below this resolution); seed {}",
             th.exp(), s.mean, s.stderr, s.n, o.seed + seed
         ),
-    )
-    .with_figure("bn-rate"))
+    ))
 }
 
 pub fn bn_rate_b16(o: &AuditOptions) -> Result<Evidence> {
