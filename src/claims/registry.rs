@@ -1,6 +1,7 @@
 //! The registry. Each testable claim is a function from the audit options to its evidence; each runs its
 //! own fixed seed (offset from the audit seed), so an audit is reproducible.
 
+use super::capabilities as cap;
 use super::{Claim, Evidence, Source};
 use crate::arch::{Dense, Init, InputModel, Layer, MlpSpec, Network, Op, Residual, Skip};
 use crate::error::Result;
@@ -18,7 +19,7 @@ pub struct AuditOptions {
 }
 
 impl AuditOptions {
-    fn samples(&self, full: usize) -> usize {
+    pub(crate) fn samples(&self, full: usize) -> usize {
         if self.quick {
             (full / 4).max(16)
         } else {
@@ -173,28 +174,6 @@ fn popular_explode(o: &AuditOptions) -> Result<Evidence> {
         2,
         Estimator::Exact,
         "layer-tanh MLP (dense -> layer norm -> tanh), width 100, depth 50",
-    )
-}
-
-fn batchnorm_explodes(o: &AuditOptions) -> Result<Evidence> {
-    let depth = if o.quick { 10 } else { 25 };
-    let net = stack(
-        64,
-        16,
-        depth,
-        vec![
-            dense(64, 2.0),
-            Op::BatchNorm { eps: 1e-5 },
-            Op::Act(Nonlinearity::Relu),
-        ],
-    );
-    explodes(
-        &net,
-        o,
-        64,
-        3,
-        Estimator::Probes(8),
-        &format!("batch-ReLU MLP (dense -> batch norm -> relu), width 64, batch 16, depth {depth}, whole-batch GSC by 8 probes"),
     )
 }
 
@@ -398,6 +377,7 @@ pub fn registry() -> Vec<Claim> {
             theory: "theory/layer-norm.md",
             test: Some(popular_explode),
             untestable: "",
+            control: false,
         },
         Claim {
             id: "paper/selu-does-not-solve",
@@ -407,6 +387,7 @@ pub fn registry() -> Vec<Claim> {
             theory: "theory/mean-field.md",
             test: Some(selu_explodes),
             untestable: "",
+            control: false,
         },
         Claim {
             id: "paper/batchnorm-does-not-solve",
@@ -414,8 +395,9 @@ pub fn registry() -> Vec<Claim> {
             source: Source::SeedPaper,
             reference: PAPER,
             theory: "theory/batch-norm.md",
-            test: Some(batchnorm_explodes),
+            test: Some(cap::batchnorm_rate_positive),
             untestable: "",
+            control: false,
         },
         Claim {
             id: "paper/adam-does-not-solve",
@@ -425,6 +407,7 @@ pub fn registry() -> Vec<Claim> {
             theory: "theory/README.md",
             test: None,
             untestable: "needs training with Adam; gradscale studies networks at initialisation (not yet testable)",
+            control: false,
         },
         Claim {
             id: "paper/depth-limit",
@@ -434,6 +417,7 @@ pub fn registry() -> Vec<Claim> {
             theory: "theory/README.md",
             test: None,
             untestable: "needs training runs across depths (not yet testable)",
+            control: false,
         },
         Claim {
             id: "paper/collapsing-domain",
@@ -443,6 +427,7 @@ pub fn registry() -> Vec<Claim> {
             theory: "theory/gsc-mlp.md",
             test: Some(collapsing_domain),
             untestable: "",
+            control: false,
         },
         Claim {
             id: "paper/resnet-smaller-gsc",
@@ -452,6 +437,7 @@ pub fn registry() -> Vec<Claim> {
             theory: "theory/pythagorean.md",
             test: Some(resnet_smaller),
             untestable: "",
+            control: false,
         },
         Claim {
             id: "paper/pythagorean",
@@ -461,6 +447,7 @@ pub fn registry() -> Vec<Claim> {
             theory: "theory/pythagorean.md",
             test: Some(pythagorean),
             untestable: "",
+            control: false,
         },
         Claim {
             id: "paper/residual-trick",
@@ -470,6 +457,7 @@ pub fn registry() -> Vec<Claim> {
             theory: "theory/README.md",
             test: None,
             untestable: "a statement about trained networks (trained layer = initial layer + change); needs training (not yet testable)",
+            control: false,
         },
         Claim {
             id: "paper/effective-depth",
@@ -479,6 +467,7 @@ pub fn registry() -> Vec<Claim> {
             theory: "theory/README.md",
             test: None,
             untestable: "effective depth is defined on trained networks (not yet testable)",
+            control: false,
         },
         Claim {
             id: "derived/relu-gsc-exactly-one",
@@ -488,6 +477,7 @@ pub fn registry() -> Vec<Claim> {
             theory: "theory/gsc-mlp.md",
             test: Some(relu_gsc_one),
             untestable: "",
+            control: false,
         },
         Claim {
             id: "derived/gsc2-equals-chi1",
@@ -497,6 +487,7 @@ pub fn registry() -> Vec<Claim> {
             theory: "theory/gsc-mlp.md",
             test: Some(gsc2_is_chi1),
             untestable: "",
+            control: false,
         },
         Claim {
             id: "literature/selu-fixed-point",
@@ -506,6 +497,7 @@ pub fn registry() -> Vec<Claim> {
             theory: "theory/mean-field.md",
             test: Some(selu_fixed_point),
             untestable: "",
+            control: false,
         },
         Claim {
             id: "derived/tanh-mean-field-gsc",
@@ -515,6 +507,7 @@ pub fn registry() -> Vec<Claim> {
             theory: "theory/gsc-mlp.md",
             test: Some(tanh_chaotic),
             untestable: "",
+            control: false,
         },
         Claim {
             id: "derived/gsc-scale-invariance",
@@ -524,6 +517,87 @@ pub fn registry() -> Vec<Claim> {
             theory: "theory/gsc-mlp.md",
             test: Some(scale_invariance),
             untestable: "",
+            control: false,
+        },
+        Claim {
+            id: "derived/bn-relu-rate-b16",
+            statement: "Batch-normalised ReLU MLPs grow the GSC by sqrt(lambda_G(B)) per layer (B = 16: 1.2159).",
+            source: Source::Derived,
+            reference: "",
+            theory: "theory/batch-norm.md",
+            test: Some(cap::bn_rate_b16),
+            untestable: "",
+            control: false,
+        },
+        Claim {
+            id: "derived/bn-relu-rate-b64",
+            statement: "Batch-normalised ReLU MLPs grow the GSC by sqrt(lambda_G(B)) per layer (B = 64).",
+            source: Source::Derived,
+            reference: "",
+            theory: "theory/batch-norm.md",
+            test: Some(cap::bn_rate_b64),
+            untestable: "",
+            control: false,
+        },
+        Claim {
+            id: "derived/layer-norm-tanh-gsc",
+            statement: "Dense -> layer norm -> tanh has per-layer GSC g(1) = 1.085268 at every layer.",
+            source: Source::Derived,
+            reference: "",
+            theory: "theory/layer-norm.md",
+            test: Some(cap::layer_norm_tanh),
+            untestable: "",
+            control: false,
+        },
+        Claim {
+            id: "derived/pythagorean-block",
+            statement: "A residual block's GSC obeys GSC_b^2 = (k^2 GSC_s^2 + GSC_rho^2) / (k^2 + 1) (dense-relu-dense branch, identity skip).",
+            source: Source::Derived,
+            reference: "",
+            theory: "theory/pythagorean.md",
+            test: Some(cap::pythagorean_block),
+            untestable: "",
+            control: false,
+        },
+        Claim {
+            id: "derived/tanh-correlation-map",
+            statement: "The mean-field correlation map predicts two inputs' correlation at depth (chaotic tanh: no collapse).",
+            source: Source::Derived,
+            reference: "",
+            theory: "theory/collapse.md",
+            test: Some(cap::tanh_correlation),
+            untestable: "",
+            control: false,
+        },
+        Claim {
+            id: "derived/tradeoff-theorem",
+            statement: "At the fixed point GSC^2 = chi_1, and c* < 1 iff chi_1 > 1 (closed-form consistency check over a grid, not a measurement).",
+            source: Source::Derived,
+            reference: "",
+            theory: "theory/tradeoff.md",
+            test: Some(cap::tradeoff_grid),
+            untestable: "",
+            control: false,
+        },
+        Claim {
+            id: "derived/finite-width-relu",
+            statement: "The finite-width law predicts E ln GSC(L, 0) of He-ReLU at width 100, depth 50 (about 0.30, where the infinite-width value is 0).",
+            source: Source::Derived,
+            reference: "",
+            theory: "theory/finite-width.md",
+            test: Some(cap::finite_width_relu),
+            untestable: "",
+            control: false,
+        },
+        Claim {
+            id: "derived/infinite-width-at-width-100",
+            statement: "The infinite-width GSC (He-ReLU: exactly 1) holds at width 100, depth 50 without a finite-width correction. A negative control: expected to be contradicted (the finite-width law is needed), it shows the audit can reject a wrong closed form at this sample size.",
+            source: Source::Derived,
+            reference: "",
+            theory: "theory/finite-width.md",
+            test: Some(cap::infinite_width_at_100),
+            untestable: "",
+            control: true,
         },
     ]
 }

@@ -104,28 +104,30 @@ pub fn run(a: &Args) -> Result<String> {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<34} {:<13} {:>9} {:>12}  measured",
+        "{:<36} {:<17} {:>9} {:>12}  measured",
         "claim", "verdict", "z", "p"
     );
     for r in &report.results {
-        let v = match r.verdict {
-            Verdict::Supported => "supported",
-            Verdict::Contradicted => "CONTRADICTED",
-            Verdict::Inconclusive => "inconclusive",
-            Verdict::NotTestable => "not testable",
+        let v = match (r.verdict, r.control) {
+            (Verdict::Contradicted, true) => "control: rejected",
+            (_, true) => "CONTROL NOT REJECTED",
+            (Verdict::Supported, _) => "supported",
+            (Verdict::Contradicted, _) => "CONTRADICTED",
+            (Verdict::Inconclusive, _) => "inconclusive",
+            (Verdict::NotTestable, _) => "not testable",
         };
         match &r.evidence {
             Some(e) => {
                 let _ = writeln!(
                     s,
-                    "{:<34} {:<13} {:>9.2} {:>12.3e}  {:.4} ± {:.4}",
+                    "{:<36} {:<17} {:>9.2} {:>12.3e}  {:.4} ± {:.4}",
                     r.id, v, e.z, e.p_value, e.measurement, e.stderr
                 );
             }
             None => {
                 let _ = writeln!(
                     s,
-                    "{:<34} {:<13} {:>9} {:>12}  {}",
+                    "{:<36} {:<17} {:>9} {:>12}  {}",
                     r.id, v, "-", "-", r.note
                 );
             }
@@ -133,11 +135,13 @@ pub fn run(a: &Args) -> Result<String> {
     }
     let _ = writeln!(
         s,
-        "{} supported, {} contradicted, {} inconclusive, {} not testable ({:.0} s). Report: {} and {}; figures in {}",
+        "{} supported, {} contradicted, {} inconclusive, {} not testable; negative controls {} of {} rejected as expected ({:.0} s). Report: {} and {}; figures in {}",
         report.supported,
         report.contradicted,
         report.inconclusive,
         report.not_testable,
+        report.controls_rejected,
+        report.controls,
         t0.elapsed().as_secs_f64(),
         md.display(),
         js.display(),

@@ -403,10 +403,14 @@ fn bn_rate(o: &FigureOptions) -> Result<Figure> {
     };
     let samples = if o.quick { 8 } else { 32 };
     let probes = 4;
-    let curve: Vec<(f64, f64)> = (0..=60)
-        .map(|i| 4.0 * 64f64.powf(i as f64 / 60.0))
+    // lambda_G is defined at integer batch sizes: one point per distinct integer on a log grid.
+    let mut grid: Vec<usize> = (0..=60)
+        .map(|i| (4.0 * 64f64.powf(i as f64 / 60.0)).round() as usize)
+        .collect();
+    grid.dedup();
+    let curve: Vec<(f64, f64)> = grid
+        .into_iter()
         .filter_map(|b| {
-            let b = b.round() as usize;
             batch_norm_rate(Nonlinearity::Relu, b)
                 .ok()
                 .map(|r| (b as f64, r.lambda.sqrt()))
