@@ -13,6 +13,7 @@ pub mod isometry;
 pub mod norm;
 pub mod phase;
 mod residual;
+pub mod sphere;
 pub mod table;
 
 pub use fixed_point::{fixed_point, FixedPoint, MlpFixedPoint};
@@ -227,7 +228,20 @@ pub fn predict(net: &Network, opts: &MfOptions) -> Result<Prediction> {
     for l in 1..=depth {
         cum[l] = cum[l - 1] + log_gains[l];
     }
-    let log_gsc = |k: usize, l: usize| 0.5 * (cum[k] - cum[l] + log_norm2[l] - log_norm2[k]);
+    // A Jacobian whose top layer ends in batch norm -> phi receives the whole (uncentred) gradient there,
+    // not the centred one the rate lambda is defined for: one factor `top` (theory/batch-norm.md, "The top
+    // of a Jacobian").
+    let top: Vec<f64> = std::iter::once(0.0)
+        .chain(net.layers.iter().map(|layer| match layer.ops.as_slice() {
+            [.., Op::BatchNorm { .. }, Op::Act(a)] if opts.batch >= 4 => {
+                0.5 * sphere::bsb1(*a, opts.batch).top.ln()
+            }
+            _ => 0.0,
+        }))
+        .collect();
+    let log_gsc = |k: usize, l: usize| {
+        0.5 * (cum[k] - cum[l] + log_norm2[l] - log_norm2[k]) + if k > l { top[k] } else { 0.0 }
+    };
     let layers: Vec<LayerPrediction> = (0..=depth)
         .map(|l| {
             let s = &states[l];

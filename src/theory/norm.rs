@@ -46,9 +46,9 @@ pub enum BnRateKind {
     YangRelu,
     /// Linear network, (B-2)/(B-3) (exact under the same assumptions).
     Linear,
-    /// (B-2)/(B-3) E[phi'(z)^2] / Var[phi(z)] at z ~ N(0, 1): the large-B limit with batch statistics
-    /// frozen, times the linear network's exact finite-B factor (theory/batch-norm.md). A heuristic.
-    LargeBHeuristic,
+    /// Any other phi: the same fixed-point rate (infinite width, gradient independence, BSB1 point),
+    /// evaluated by quadrature over the batch-norm output sphere (`theory::sphere::bsb1_rate`, ~1e-10).
+    Bsb1Quadrature,
 }
 
 /// The batch-norm gradient rate lambda: the squared gradient norm grows by lambda per
@@ -67,7 +67,8 @@ pub fn arccos_kernel(c: f64) -> (f64, f64) {
 }
 
 /// lambda for phi after batch norm over `batch` inputs, B >= 4 (the exact rates diverge at B = 3).
-/// ReLU and linear: Yang et al.'s formulas. Others: the heuristic (B-2)/(B-3) E[phi'^2]/Var[phi].
+/// ReLU and linear: Yang et al.'s formulas. Others: the same fixed-point rate by quadrature on the sphere
+/// (theory/batch-norm.md, "The BSB1 rate for any phi"), which reproduces both formulas.
 pub fn batch_norm_rate(act: Nonlinearity, batch: usize) -> Result<BnRate> {
     if batch < 2 {
         return Err(Error::param(
@@ -94,16 +95,15 @@ pub fn batch_norm_rate(act: Nonlinearity, batch: usize) -> Result<BnRate> {
             kind: BnRateKind::Linear,
         }),
         _ => {
-            let m = act.moments(1.0);
-            let var = m.variance();
-            if var <= 0.0 || var.is_nan() {
+            let lambda = super::sphere::bsb1_rate(act, batch);
+            if !(lambda.is_finite() && lambda > 0.0) {
                 return Err(Error::Unsupported(format!(
-                    "batch norm with {act}: Var[phi(z)] = 0, no rate"
+                    "batch norm with {act}: Var[phi(u)] = 0 on the batch-norm sphere, no rate"
                 )));
             }
             Ok(BnRate {
-                lambda: (b - 2.0) / (b - 3.0) * m.dphi2 / var,
-                kind: BnRateKind::LargeBHeuristic,
+                lambda,
+                kind: BnRateKind::Bsb1Quadrature,
             })
         }
     }
@@ -158,28 +158,36 @@ pub(super) fn batch_norm(eps: f64, s: &MfState, opts: &MfOptions) -> Result<MfSt
     })
 }
 
-/// (E[phi(y)], E[phi(y)^2]) for a batch-norm output y of mean square q: per unit the output is centred over
-/// the batch with mean square q, i.e. uniform on a sphere in the (B-1)-dimensional centred subspace, so
-/// y = sqrt(q (B-1)) t with density of t proportional to (1 - t^2)^((B-4)/2) on (-1, 1) (theory/batch-norm.md).
-/// Substituting t = sin(theta) gives the smooth weight cos(theta)^(B-3); a midpoint rule over +-12 standard
-/// deviations (or the whole interval) with an even cell count puts a kink at 0 on a cell boundary.
-fn bn_output_moments(act: Nonlinearity, q: f64, batch: usize) -> (f64, f64) {
-    let b = batch as f64;
-    let half = (12.0 / (b - 1.0).sqrt()).min(std::f64::consts::FRAC_PI_2);
-    let cells = 4000;
-    let h = 2.0 * half / cells as f64;
-    let scale = (q * (b - 1.0)).sqrt();
-    let (mut w_sum, mut m1, mut m2) = (0.0, 0.0, 0.0);
-    for i in 0..cells {
-        let th = -half + (i as f64 + 0.5) * h;
-        let w = th.cos().powf(b - 3.0);
-        let y = scale * th.sin();
-        let f = act.phi(y);
-        w_sum += w;
-        m1 += w * f;
-        m2 += w * f * f;
+/// (E[phi(y)], E[phi(y)^2], E[phi(y_1) phi(y_2)]) for a batch-norm output y of mean square q: per unit
+/// the output is centred over the batch with mean square q, i.e. uniform on a sphere in the
+/// (B-1)-dimensional centred subspace (theory/batch-norm.md; quadrature in `theory::sphere`). Cached per
+/// (phi, B, q): at the fixed point every layer asks for the same q.
+fn bn_output_moments(act: Nonlinearity, q: f64, batch: usize) -> (f64, f64, f64) {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    type Key = (String, usize, u64);
+    type Cache = Mutex<HashMap<Key, (f64, f64, f64)>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let key = (format!("{act:?}"), batch, q.to_bits());
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(v) = cache.lock().ok().and_then(|c| c.get(&key).copied()) {
+        return v;
     }
-    (m1 / w_sum, m2 / w_sum)
+    let kinks = act.kinks();
+    let [m1, m2] = super::sphere::expect1(
+        batch,
+        q,
+        |y| {
+            let f = act.phi(y);
+            [f, f * f]
+        },
+        kinks,
+    );
+    let [cross] = super::sphere::expect2(batch, q, |a, b| [act.phi(a) * act.phi(b)], kinks);
+    if let Ok(mut c) = cache.lock() {
+        c.insert(key, (m1, m2, cross));
+    }
+    (m1, m2, cross)
 }
 
 /// Batch norm followed by a nonlinearity, mapped as one unit because the rate lambda is a property of the
@@ -199,15 +207,11 @@ pub(super) fn batch_norm_act(
     let denom = var + eps;
     check_denominator(denom)?;
     let log_qy = (var / denom).ln();
-    let (log_second_gauss, _log_d2, _) = super::act::log_moments(act, log_qy);
-    let c0 = -1.0 / (batch as f64 - 1.0);
     let qy = log_qy.exp();
-    let (cross, _) = act.cross_moments(qy, qy, c0);
-    // c* from the Gaussian law (a 2-D integral under the exact law is not worth it: c* only enters the
-    // batch variance of the next layer, which cancels at the fixed point); the moments of phi itself from
-    // the exact finite-B marginal of the BN output.
-    let c_star = (cross / log_second_gauss.exp()).clamp(-1.0, 1.0);
-    let (mean, second) = bn_output_moments(act, qy, batch);
+    // The BN output is uniform on a sphere (theory/batch-norm.md), so phi's moments and the batch
+    // correlation c* of its output come from the sphere's exact marginals, not from a Gaussian law.
+    let (mean, second, cross) = bn_output_moments(act, qy, batch);
+    let c_star = (cross / second).clamp(-1.0, 1.0);
     let log_second = second.ln();
     let mean_ratio = if second > 0.0 {
         mean / second.sqrt()
