@@ -30,8 +30,11 @@ fn registry_ids_sources_and_links_are_well_formed() {
     }
     for id in [
         "paper/batchnorm-does-not-solve",
-        "derived/bn-relu-rate-b16",
-        "derived/bn-relu-rate-b64",
+        "literature/bn-relu-rate-b16",
+        "literature/bn-relu-rate-b64",
+        "derived/bn-tanh-rate-b16",
+        "derived/bn-top-of-jacobian",
+        "literature/orthogonal-isometry",
         "derived/layer-norm-tanh-gsc",
         "derived/pythagorean-block",
         "derived/tanh-correlation-map",
