@@ -125,6 +125,7 @@ fn gsc_depth(o: &FigureOptions) -> Result<Figure> {
         x_label: "layers between f_l and the output (L - l)".into(),
         y_label: "GSC(L, l) (log scale)".into(),
         log_y: true,
+        log_x: false,
         series,
     })
 }
@@ -188,6 +189,7 @@ fn gsc_width(o: &FigureOptions) -> Result<Figure> {
         x_label: "width n".into(),
         y_label: "mean ln GSC(L, 0)".into(),
         log_y: false,
+        log_x: false,
         series,
     })
 }
@@ -274,6 +276,7 @@ fn resnet_dilution(o: &FigureOptions) -> Result<Figure> {
         x_label: "k = ||skip|| / ||residual|| (log10)".into(),
         y_label: "GSC of the block (log scale)".into(),
         log_y: true,
+        log_x: false,
         series: vec![
             Series::line("(k^2 + GSC_rho^2)/(k^2 + 1), square root (theory)", 0, curve.iter().map(|&(k, g)| (k.log10(), g)).collect()),
             Series::points("measured", 1, pts.iter().map(|&(k, g)| (k.log10(), g)).collect(), bars),
@@ -385,17 +388,22 @@ fn finite_width(o: &FigureOptions) -> Result<Figure> {
         x_label: "width n".into(),
         y_label: "ln GSC(L, 0) (nats)".into(),
         log_y: false,
+        log_x: false,
         series,
     })
 }
 
-/// Batch-norm relu: the per-layer GSC against batch size. Line: sqrt(lambda_G(B)) (Yang et al.,
-/// theory/batch-norm.md) and its B -> infinity limit sqrt(pi/(pi-1)). Points: the measured rate past the
-/// transient, exp(mean ln GSC(L, l0) / (L - l0)) with l0 = 4, whose standard error is the per-network
-/// spread of that one statistic (no regression over correlated layers).
+/// Batch norm, relu (He) and tanh (sigma_w^2 = 1): the per-layer GSC against batch size. Lines: sqrt(lambda(B))
+/// at the BSB1 point (Yang et al. for relu, the sphere quadrature for tanh; theory/batch-norm.md) and the
+/// relu B -> infinity limit sqrt(pi/(pi-1)). Points: the measured rate between layers l0 and l1 of each
+/// network, (ln GSC(L, l0) - ln GSC(L, l1)) / (l1 - l0), which cancels both ends' transients (the input layer
+/// and the top-of-Jacobian factor); mean and standard error over networks.
 fn bn_rate(o: &FigureOptions) -> Result<Figure> {
+    use crate::montecarlo::{run_sample, sample_rng};
+    use crate::stats::Summary;
     use crate::theory::norm::batch_norm_rate;
-    let (width, depth, l0) = (100, 16, 4);
+    use rayon::prelude::*;
+    let (width, depth, l0, l1) = (100, 16, 2, 12);
     let batches: Vec<usize> = if o.quick {
         vec![4, 16, 64]
     } else {
@@ -403,81 +411,104 @@ fn bn_rate(o: &FigureOptions) -> Result<Figure> {
     };
     let samples = if o.quick { 8 } else { 32 };
     let probes = 4;
-    // lambda_G is defined at integer batch sizes: one point per distinct integer on a log grid.
+    // lambda is defined at integer batch sizes: one point per distinct integer on a log grid.
     let mut grid: Vec<usize> = (0..=60)
         .map(|i| (4.0 * 64f64.powf(i as f64 / 60.0)).round() as usize)
         .collect();
     grid.dedup();
-    let curve: Vec<(f64, f64)> = grid
-        .into_iter()
-        .filter_map(|b| {
-            batch_norm_rate(Nonlinearity::Relu, b)
-                .ok()
-                .map(|r| (b as f64, r.lambda.sqrt()))
-        })
-        .collect();
+    let last = *batches.last().unwrap_or(&256) as f64;
     let limit = (std::f64::consts::PI / (std::f64::consts::PI - 1.0)).sqrt();
-    let (mut pts, mut bars) = (vec![], vec![]);
-    for (j, &b) in batches.iter().enumerate() {
-        let dense = Op::Dense(Dense {
-            width,
-            sigma_w2: 2.0,
-            sigma_b2: 0.0,
-            init: Init::Gaussian,
-        });
-        let net = Network {
-            input: InputModel {
-                width,
-                batch: b,
-                correlation: 0.0,
-                data: None,
-            },
-            layers: vec![
-                Layer {
-                    ops: vec![
-                        dense,
-                        Op::BatchNorm { eps: 1e-5 },
-                        Op::Act(Nonlinearity::Relu)
-                    ],
-                };
-                depth
-            ],
-        };
-        let m = simulate(
-            &net,
-            &McOptions {
-                samples,
-                seed: o.seed + j as u64,
-                estimator: Estimator::Probes(probes),
-            },
-        )?;
-        let s = &m.layers[l0].log_gsc_to_output;
-        let k = (depth - l0) as f64;
-        pts.push((b as f64, (s.mean / k).exp()));
-        bars.push((
-            ((s.mean - Z95 * s.stderr) / k).exp(),
-            ((s.mean + Z95 * s.stderr) / k).exp(),
+    let mut series = vec![Series::line(
+        "relu B -> infinity: sqrt(pi/(pi-1))",
+        2,
+        vec![(4.0, limit), (last, limit)],
+    )];
+    for (c, (act, sw2, label)) in [
+        (Nonlinearity::Relu, 2.0, "relu"),
+        (Nonlinearity::Tanh, 1.0, "tanh"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let curve: Vec<(f64, f64)> = grid
+            .iter()
+            .filter_map(|&b| {
+                batch_norm_rate(act, b)
+                    .ok()
+                    .map(|r| (b as f64, r.lambda.sqrt()))
+            })
+            .collect();
+        let (mut pts, mut bars) = (vec![], vec![]);
+        for (j, &b) in batches.iter().enumerate() {
+            let net = Network {
+                input: InputModel {
+                    width,
+                    batch: b,
+                    correlation: 0.0,
+                    data: None,
+                },
+                layers: vec![
+                    Layer {
+                        ops: vec![
+                            Op::Dense(Dense {
+                                width,
+                                sigma_w2: sw2,
+                                sigma_b2: 0.0,
+                                init: Init::Gaussian,
+                            }),
+                            Op::BatchNorm { eps: 1e-5 },
+                            Op::Act(act)
+                        ],
+                    };
+                    depth
+                ],
+            };
+            let seed = o.seed + (100 * c + j) as u64;
+            let rates: Vec<f64> = (0..samples)
+                .into_par_iter()
+                .filter_map(|i| {
+                    let out = run_sample(
+                        &net,
+                        &mut sample_rng(seed, i as u64),
+                        Estimator::Probes(probes),
+                    );
+                    (!out.degenerate).then(|| {
+                        (out.log_gsc_to_output[l0] - out.log_gsc_to_output[l1]) / (l1 - l0) as f64
+                    })
+                })
+                .collect();
+            let s = Summary::of(&rates)
+                .ok_or_else(|| Error::Unsupported("bn-rate: no non-degenerate samples".into()))?;
+            pts.push((b as f64, s.mean.exp()));
+            bars.push((
+                (s.mean - Z95 * s.stderr).exp(),
+                (s.mean + Z95 * s.stderr).exp(),
+            ));
+        }
+        series.push(Series::line(
+            format!("{label}: closed form sqrt(lambda(B))"),
+            c,
+            curve,
+        ));
+        series.push(Series::points(
+            format!("{label}: Monte Carlo"),
+            c,
+            pts,
+            bars,
         ));
     }
     Ok(Figure {
         name: "bn-rate".into(),
-        title: "Batch norm does not remove exploding gradients: relu rate vs batch size".into(),
+        title: "Batch norm does not remove exploding gradients: rate vs batch size".into(),
         caption: format!(
-            "dense-BN-relu, width {width}, depth {depth}, rate from ln GSC(L, {l0}); {samples} nets x {probes} probes per point, 95% CI; seed {}",
+            "dense-BN-phi (relu sigma_w^2 = 2, tanh 1), width {width}, depth {depth}, rate between layers {l0} and {l1}; {samples} nets x {probes} probes per point, 95% CI; seed {}",
             o.seed
         ),
-        x_label: "batch size B".into(),
+        x_label: "batch size B (log scale)".into(),
         y_label: "per-layer GSC (ratio per layer)".into(),
         log_y: false,
-        series: vec![
-            Series::line("closed form sqrt(lambda_G(B))", 0, curve),
-            Series::line(
-                "B -> infinity: sqrt(pi/(pi-1))",
-                1,
-                vec![(4.0, limit), (*batches.last().unwrap_or(&256) as f64, limit)],
-            ),
-            Series::points("Monte Carlo", 0, pts, bars),
-        ],
+        log_x: true,
+        series,
     })
 }
 
@@ -560,6 +591,7 @@ fn collapse(o: &FigureOptions) -> Result<Figure> {
         x_label: "layer l".into(),
         y_label: "correlation of outputs / sign diversity min(P,N)/(P+N)".into(),
         log_y: false,
+        log_x: false,
         series,
     })
 }
@@ -615,6 +647,7 @@ fn phase(o: &FigureOptions) -> Result<Figure> {
         x_label: "sigma_w^2 (weight variance x fan-in)".into(),
         y_label: "sigma_b^2 (bias variance)".into(),
         log_y: false,
+        log_x: false,
         series: vec![
             Series::points("ordered: domain collapses", 0, ordered, zo),
             Series::points("chaotic: gradients explode", 1, chaotic, zc),

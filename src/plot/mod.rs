@@ -69,6 +69,8 @@ pub struct Figure {
     pub y_label: String,
     /// Plot y on a log axis (exponential growth shows as a straight line).
     pub log_y: bool,
+    /// Plot x on a log axis (e.g. batch sizes 4..256).
+    pub log_x: bool,
     pub series: Vec<Series>,
 }
 
@@ -107,6 +109,14 @@ fn plot_err<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> Error + '_ {
 }
 
 impl Figure {
+    fn transform_x(&self, x: f64) -> f64 {
+        if self.log_x {
+            x.log10()
+        } else {
+            x
+        }
+    }
+
     fn transform(&self, y: f64) -> f64 {
         if self.log_y {
             y.log10()
@@ -125,6 +135,7 @@ impl Figure {
         );
         for s in &self.series {
             for (i, &(x, y)) in s.points.iter().enumerate() {
+                let x = self.transform_x(x);
                 let mut ys = vec![self.transform(y)];
                 if let Some(b) = &s.bars {
                     ys.push(self.transform(b[i].0));
@@ -188,21 +199,30 @@ impl Figure {
                 format!("{v:.3}")
             }
         };
-        chart
-            .configure_mesh()
-            .x_desc(self.x_label.as_str())
+        let x_fmt = |v: &f64| {
+            let val = 10f64.powf(*v);
+            if (0.01..10000.0).contains(&val) {
+                format!("{val:.0}")
+            } else {
+                format!("{val:.1e}")
+            }
+        };
+        let mut mesh = chart.configure_mesh();
+        mesh.x_desc(self.x_label.as_str())
             .y_desc(self.y_label.as_str())
             .y_label_formatter(&y_fmt)
             .label_style(("sans-serif", 14))
-            .axis_desc_style(("sans-serif", 16))
-            .draw()
-            .map_err(&e)?;
+            .axis_desc_style(("sans-serif", 16));
+        if self.log_x {
+            mesh.x_label_formatter(&x_fmt);
+        }
+        mesh.draw().map_err(&e)?;
         for s in &self.series {
             let color = PALETTE[s.color % PALETTE.len()];
             let pts: Vec<(f64, f64)> = s
                 .points
                 .iter()
-                .map(|&(x, y)| (x, self.transform(y)))
+                .map(|&(x, y)| (self.transform_x(x), self.transform(y)))
                 .filter(|(x, y)| x.is_finite() && y.is_finite())
                 .collect();
             match s.kind {
@@ -222,7 +242,12 @@ impl Figure {
                             .iter()
                             .zip(bars)
                             .map(|(&(x, y), &(lo, hi))| {
-                                (x, self.transform(lo), self.transform(y), self.transform(hi))
+                                (
+                                    self.transform_x(x),
+                                    self.transform(lo),
+                                    self.transform(y),
+                                    self.transform(hi),
+                                )
                             })
                             .filter(|(x, a, b, c)| {
                                 x.is_finite() && a.is_finite() && b.is_finite() && c.is_finite()
