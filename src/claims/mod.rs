@@ -255,7 +255,13 @@ pub fn architecture_claim(net: &crate::Network, name: &str, o: &AuditOptions) ->
         &McOptions {
             samples: if o.quick { 32 } else { 128 },
             seed: o.seed + 1000,
-            estimator: Estimator::Exact,
+            // A batch-coupled net's Jacobian is of the whole batch map (n B wide): probes, as in
+            // examples/README.md.
+            estimator: if net.batch_coupled() {
+                Estimator::Probes(4)
+            } else {
+                Estimator::Exact
+            },
         },
     )?;
     let r = crate::verify::check(net, &p, &m, &crate::verify::CheckPolicy::default());

@@ -126,7 +126,7 @@ pub fn assumptions(net: &Network, opts: &MfOptions) -> Result<Vec<String>> {
                                 r.lambda
                             ),
                             BnRateKind::Bsb1Quadrature => format!(
-                                "batch norm + {a}: rate lambda({batch}) = {:.6} at the BSB1 fixed point by quadrature on the batch-norm output sphere (same assumptions as Yang et al.; per-layer GSC {:.6}; measured rates at finite width sit above it by O(1/n), see theory/batch-norm.md)",
+                                "batch norm + {a}: rate lambda({batch}) = {:.6} at the BSB1 fixed point by quadrature on the batch-norm output sphere (same assumptions as Yang et al.; per-layer GSC {:.6}; at finite width the measured rate differs by O(1/n): above it for tanh and SELU at B = 16-64, see theory/batch-norm.md)",
                                 r.lambda,
                                 r.lambda.sqrt()
                             ),
@@ -146,6 +146,18 @@ pub fn assumptions(net: &Network, opts: &MfOptions) -> Result<Vec<String>> {
     }
     for (i, layer) in net.layers.iter().enumerate() {
         walk(&layer.ops, i + 1, net.input.batch, &mut push);
+        if let [.., Op::BatchNorm { .. }, Op::Act(a)] = layer.ops.as_slice() {
+            if net.input.batch >= 4 {
+                let top = super::sphere::bsb1(*a, net.input.batch).top;
+                push(
+                    format!(
+                        "batch norm + {a} ends the layer: every ln GSC(k, l) with this layer as its top k includes the top-of-Jacobian factor 1/2 ln top = {:.6} (the uncentred incoming gradient; theory/batch-norm.md)",
+                        0.5 * top.ln()
+                    ),
+                    i + 1,
+                );
+            }
+        }
     }
     for (k, ls) in &kinds {
         notes.push(format!("{}: {k}", layer_range(ls)));
