@@ -491,3 +491,57 @@ fn bn_tanh_rate_matches_monte_carlo() {
     );
     assert!((s.mean - th).abs() <= tol, "{s:?} vs {th}");
 }
+
+/// Batch norm inside residual branches (theory/batch-norm.md, "BN inside residual branches"): the skip
+/// carries the gradient's batch-mean part to every block, and each branch's BN pair transmits it at the
+/// reduced rate m lambda. Three blocks dense -> BN -> phi -> dense, width 400, B = 16, 300 nets, 4 probes:
+/// every ln GSC(L, l) and ln GSC(k, 0) against the closed form; bias bound 1.5/n per block spanned (the
+/// verifier's kappa). Discriminating: without the batch-mean part (`ignore_batch_mean`) ln GSC(L, 0) is
+/// 0.02-0.03 higher and fails the same tolerance.
+#[test]
+fn bn_resnet_batch_mean_matches_monte_carlo() {
+    let z = z_for_false_alarm(1e-6);
+    let width = 400usize;
+    for (act, sw) in [("relu", 2.0), ("selu", 1.0)] {
+        let n = net(&format!(
+            "[input]\nwidth = {width}\nbatch = 16\n[[layers]]\nrepeat = 3\nops = [{{ residual = {{ alpha = 1.0, branch = [{{ dense = {{ width = {width}, sigma_w2 = {sw} }} }}, {{ batch-norm = {{}} }}, {{ act = \"{act}\" }}, {{ dense = {{ width = {width}, sigma_w2 = 1.0 }} }}] }} }}]\n"
+        ));
+        let p = predict(&n, &MfOptions::default()).unwrap();
+        let ablated = predict(
+            &n,
+            &MfOptions {
+                ignore_batch_mean: true,
+                ..MfOptions::default()
+            },
+        )
+        .unwrap();
+        let outs: Vec<_> = (0..300u64)
+            .into_par_iter()
+            .map(|i| run_sample(&n, &mut sample_rng(13, i), Estimator::Probes(4)))
+            .collect();
+        let summary = |f: &dyn Fn(&gradscale::montecarlo::SampleOutcome) -> f64| {
+            Summary::of(&outs.iter().map(f).collect::<Vec<_>>()).unwrap()
+        };
+        for l in 0..3 {
+            let s = summary(&|o| o.log_gsc_to_output[l]);
+            let tol = z * s.stderr + 1.5 * (3 - l) as f64 / width as f64;
+            let pred = p.layers[l].log_gsc_to_output;
+            println!("{act} ln GSC(3, {l}): {pred:.5} (ablated {:.5}), measured {:.5} +- {:.5}, tol {tol:.5}", ablated.layers[l].log_gsc_to_output, s.mean, s.stderr);
+            assert!((s.mean - pred).abs() <= tol, "{act} ln GSC(3, {l})");
+            if l == 0 {
+                let old = ablated.layers[0].log_gsc_to_output;
+                assert!((s.mean - old).abs() > tol, "{act}: not discriminating");
+            }
+        }
+        for k in 1..=3 {
+            let s = summary(&|o| o.log_gsc_from_input[k]);
+            let tol = z * s.stderr + 1.5 * k as f64 / width as f64;
+            let pred = p.layers[k].log_gsc_from_input;
+            println!(
+                "{act} ln GSC({k}, 0): {pred:.5}, measured {:.5} +- {:.5}, tol {tol:.5}",
+                s.mean, s.stderr
+            );
+            assert!((s.mean - pred).abs() <= tol, "{act} ln GSC({k}, 0)");
+        }
+    }
+}

@@ -4,6 +4,7 @@
 //! neither overflows nor underflows. Derivations: `theory/mean-field.md`, `theory/gsc-mlp.md`.
 
 mod act;
+mod batch_mean;
 pub mod blocks;
 pub mod collapse;
 mod dense;
@@ -57,6 +58,9 @@ pub struct MfOptions {
     /// Skip the fixed-point analysis (q*, chi_1, depth scales: Newton steps on quadrature derivatives)
     /// when only the layer-by-layer values are wanted, as in a phase grid.
     pub skip_fixed_point: bool,
+    /// Ablation: leave out the batch-mean part of the gradient in batch-coupled nets (the top-of-Jacobian
+    /// factor and its residual generalisation, theory/batch-norm.md), to see what it contributes.
+    pub ignore_batch_mean: bool,
 }
 
 /// Each op kind's infinite-width map. Implemented once per kind in this module's files.
@@ -228,20 +232,29 @@ pub fn predict(net: &Network, opts: &MfOptions) -> Result<Prediction> {
     for l in 1..=depth {
         cum[l] = cum[l - 1] + log_gains[l];
     }
-    // A Jacobian whose top layer ends in batch norm -> phi receives the whole (uncentred) gradient there,
-    // not the centred one the rate lambda is defined for: one factor `top` (theory/batch-norm.md, "The top
-    // of a Jacobian").
-    let top: Vec<f64> = std::iter::once(0.0)
-        .chain(net.layers.iter().map(|layer| match layer.ops.as_slice() {
-            [.., Op::BatchNorm { .. }, Op::Act(a)] if opts.batch >= 4 => {
-                0.5 * sphere::bsb1(*a, opts.batch).top.ln()
-            }
-            _ => 0.0,
-        }))
-        .collect();
-    let log_gsc = |k: usize, l: usize| {
-        0.5 * (cum[k] - cum[l] + log_norm2[l] - log_norm2[k]) + if k > l { top[k] } else { 0.0 }
+    let log_gsc = |k: usize, l: usize| 0.5 * (cum[k] - cum[l] + log_norm2[l] - log_norm2[k]);
+    // Batch-coupled nets: the batch-mean part of the gradient at each Jacobian's top (batch_mean.rs).
+    let mut to_output = vec![0.0; depth + 1];
+    let mut from_input = vec![0.0; depth + 1];
+    let mut layer_top = vec![0.0; depth + 1];
+    let rules = if opts.ignore_batch_mean {
+        None
+    } else {
+        batch_mean::rules(net, opts.batch, &log_gains)
     };
+    if let Some(rules) = rules {
+        batch_mean::walk_down(&rules, depth, opts.batch, true, |l, c| to_output[l] = c);
+        for k in 1..=depth {
+            batch_mean::walk_down(&rules, k, opts.batch, true, |l, c| {
+                if l == 0 {
+                    from_input[k] = c;
+                }
+                if l + 1 == k {
+                    layer_top[k] = c;
+                }
+            });
+        }
+    }
     let layers: Vec<LayerPrediction> = (0..=depth)
         .map(|l| {
             let s = &states[l];
@@ -253,14 +266,20 @@ pub fn predict(net: &Network, opts: &MfOptions) -> Result<Prediction> {
                 log_q,
                 sq_norm: s.log_q.exp(),
                 log_sq_norm: s.log_q,
-                log_gsc_to_output: log_gsc(depth, l),
-                log_gsc_from_input: log_gsc(l, 0),
-                log_gsc_layer: if l == 0 { 0.0 } else { log_gsc(l, l - 1) },
+                log_gsc_to_output: log_gsc(depth, l) + to_output[l],
+                log_gsc_from_input: log_gsc(l, 0) + from_input[l],
+                log_gsc_layer: if l == 0 {
+                    0.0
+                } else {
+                    log_gsc(l, l - 1) + layer_top[l]
+                },
                 c: opts.correlation.then_some(s.c),
             }
         })
         .collect();
-    let ys: Vec<f64> = (0..=depth).map(|l| log_gsc(depth, depth - l)).collect();
+    let ys: Vec<f64> = (0..=depth)
+        .map(|l| log_gsc(depth, depth - l) + to_output[depth - l])
+        .collect();
     let (log_c, log_r) = fit_line(&ys);
     let fixed_point = if opts.skip_fixed_point {
         None
