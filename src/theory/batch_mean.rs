@@ -30,6 +30,21 @@ fn mean_ratio(act: crate::Nonlinearity, batch: usize) -> f64 {
     b * bsb1(act, batch).top - (b - 1.0)
 }
 
+/// m of a residual branch whose last batch norm -> phi pair is followed only by dense maps (the case the
+/// rule covers); None otherwise.
+pub(super) fn branch_mean_ratio(ops: &[Op], batch: usize) -> Option<f64> {
+    let p = ops
+        .windows(2)
+        .rposition(|w| matches!(w, [Op::BatchNorm { .. }, Op::Act(_)]))?;
+    let Op::Act(a) = ops[p + 1] else {
+        return None;
+    };
+    ops[p + 2..]
+        .iter()
+        .all(|o| matches!(o, Op::Dense(_)))
+        .then(|| mean_ratio(a, batch))
+}
+
 /// One rule per layer (index 0 unused), or None when no layer needs one (nets without batch norm, or
 /// batches too small for the rate).
 pub(super) fn rules(net: &Network, batch: usize, log_gains: &[f64]) -> Option<Vec<Rule>> {
@@ -42,25 +57,13 @@ pub(super) fn rules(net: &Network, batch: usize, log_gains: &[f64]) -> Option<Ve
             [.., Op::BatchNorm { .. }, Op::Act(a)] => Rule::Centre {
                 m: mean_ratio(*a, batch),
             },
-            [Op::Residual(r)] => {
-                // The branch's last batch norm -> phi pair, and only dense maps after it.
-                let ops = &r.branch;
-                let pair = ops
-                    .windows(2)
-                    .rposition(|w| matches!(w, [Op::BatchNorm { .. }, Op::Act(_)]));
-                match pair {
-                    Some(p) if ops[p + 2..].iter().all(|o| matches!(o, Op::Dense(_))) => {
-                        let Op::Act(a) = ops[p + 1] else {
-                            unreachable!("matched above")
-                        };
-                        Rule::Block {
-                            ag: log_gains[i + 1].exp_m1(),
-                            m: mean_ratio(a, batch),
-                        }
-                    }
-                    _ => Rule::Pass,
-                }
-            }
+            [Op::Residual(r)] => match branch_mean_ratio(&r.branch, batch) {
+                Some(m) => Rule::Block {
+                    ag: log_gains[i + 1].exp_m1(),
+                    m,
+                },
+                None => Rule::Pass,
+            },
             _ => Rule::Pass,
         };
         out.push(rule);

@@ -69,7 +69,16 @@ pub fn block_predictions(net: &Network, opts: &MfOptions) -> Result<Vec<BlockPre
         // Skip: identity or orthogonal, length- and gain-preserving, so GSC_s = 1.
         let log_k2 = x.log_q - (branch.state.log_q + la2);
         let k2 = log_k2.exp();
-        let gsc_rho2 = (branch.log_gain2 + x.log_q - branch.state.log_q).exp();
+        // The block's (and the branch's) Jacobian has its top here: the branch's BN pair sees the
+        // gradient's batch-mean share 1/B (theory/batch-norm.md, "BN inside residual branches").
+        let f = match super::batch_mean::branch_mean_ratio(&r.branch, opts.batch) {
+            Some(m) if opts.batch >= 4 && net.batch_coupled() && !opts.ignore_batch_mean => {
+                1.0 - (1.0 - m) / opts.batch as f64
+            }
+            _ => 1.0,
+        };
+        let gsc_rho2 = f * (branch.log_gain2 + x.log_q - branch.state.log_q).exp();
+        let block_log_gain2 = (f * block.log_gain2.exp_m1()).ln_1p();
         let pyth = if k2.is_finite() {
             ((k2 + gsc_rho2) / (k2 + 1.0)).sqrt()
         } else {
@@ -85,7 +94,7 @@ pub fn block_predictions(net: &Network, opts: &MfOptions) -> Result<Vec<BlockPre
             gsc_skip: 1.0,
             gsc_branch: gsc_rho2.sqrt(),
             gsc_block_pythagorean: pyth,
-            gsc_block: (0.5 * (block.log_gain2 + x.log_q - block.state.log_q)).exp(),
+            gsc_block: (0.5 * (block_log_gain2 + x.log_q - block.state.log_q)).exp(),
             cos_length: r.alpha.signum() * mu_s * branch.state.mean_ratio,
             cos_jacobian: 0.0,
         });
