@@ -357,7 +357,7 @@ fn looks_linear_relu_is_exactly_isometric() {
 /// before measuring. z for 1e-6.
 #[test]
 fn isometry_moments_match_closed_form() {
-    use gradscale::montecarlo::isometry::jacobian_moments;
+    use gradscale::montecarlo::isometry::{jacobian_moments, normalised_variance};
     use gradscale::theory::isometry::isometry_moments;
     let z = z_for_false_alarm(1e-6);
     let (n, l) = (128usize, 4usize);
@@ -378,28 +378,8 @@ fn isometry_moments_match_closed_form() {
             );
         }
         let ms = jacobian_moments(&net, 60, 9).unwrap();
-        let k = ms.len() as f64;
-        let (a, b) = (
-            ms.iter().map(|m| m.0).sum::<f64>() / k,
-            ms.iter().map(|m| m.1).sum::<f64>() / k,
-        );
-        let meas = b / (a * a) - 1.0;
-        // Delta method for g(a, b) = b/a^2: gradient (-2b/a^3, 1/a^2).
-        let (mut vaa, mut vbb, mut vab) = (0.0, 0.0, 0.0);
-        for m in &ms {
-            vaa += (m.0 - a).powi(2);
-            vbb += (m.1 - b).powi(2);
-            vab += (m.0 - a) * (m.1 - b);
-        }
-        let (vaa, vbb, vab) = (
-            vaa / (k - 1.0) / k,
-            vbb / (k - 1.0) / k,
-            vab / (k - 1.0) / k,
-        );
-        let (ga, gb) = (-2.0 * b / a.powi(3), 1.0 / (a * a));
-        let se = (ga * ga * vaa + gb * gb * vbb + 2.0 * ga * gb * vab)
-            .max(0.0)
-            .sqrt();
+        let (meas, se) = normalised_variance(&ms).unwrap();
+        let a = ms.iter().map(|m| m.0).sum::<f64>() / ms.len() as f64;
         let bias = 4.0 * l as f64 / n as f64 * (1.0 + th.rel_var);
         println!("{act} {init} sw2={sw}: rel_var closed {:.4}, measured {meas:.4} +- {se:.4} (bias bound {bias:.3}); ln m1 closed {:.4}, measured {:.4}", th.rel_var, th.log_m1, a.ln());
         assert!((meas - th.rel_var).abs() <= z * se + bias, "{act} {init}");

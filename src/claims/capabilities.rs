@@ -480,24 +480,8 @@ pub fn orthogonal_isometry(o: &AuditOptions) -> Result<Evidence> {
     let th = theory::isometry::isometry_moments(&net)?;
     let samples = if o.quick { 40 } else { 120 };
     let ms = montecarlo::isometry::jacobian_moments(&net, samples, o.seed + 32)?;
-    let k = ms.len() as f64;
-    let (a, b) = (
-        ms.iter().map(|m| m.0).sum::<f64>() / k,
-        ms.iter().map(|m| m.1).sum::<f64>() / k,
-    );
-    let meas = b / (a * a) - 1.0;
-    // Delta method for b / a^2.
-    let (mut vaa, mut vbb, mut vab) = (0.0, 0.0, 0.0);
-    for m in &ms {
-        vaa += (m.0 - a).powi(2);
-        vbb += (m.1 - b).powi(2);
-        vab += (m.0 - a) * (m.1 - b);
-    }
-    let norm = (k - 1.0) * k;
-    let (ga, gb) = (-2.0 * b / a.powi(3), 1.0 / (a * a));
-    let se = ((ga * ga * vaa + gb * gb * vbb + 2.0 * ga * gb * vab) / norm)
-        .max(0.0)
-        .sqrt();
+    let (meas, se) = montecarlo::isometry::normalised_variance(&ms)
+        .ok_or_else(|| crate::Error::Unsupported("isometry: fewer than two samples".into()))?;
     let bias = 4.0 * l as f64 / n as f64 * (1.0 + th.rel_var);
     Ok(Evidence::equality(
         th.rel_var,

@@ -38,3 +38,27 @@ pub fn jacobian_moments(net: &Network, samples: usize, seed: u64) -> Result<Vec<
         })
         .collect())
 }
+
+/// The normalised spread of the spectrum, mean(m_2) / mean(m_1)^2 - 1, from per-sample (m_1, m_2), with
+/// its standard error by the delta method (gradient (-2 b / a^3, 1 / a^2) of b / a^2). None below two
+/// samples.
+pub fn normalised_variance(moments: &[(f64, f64)]) -> Option<(f64, f64)> {
+    if moments.len() < 2 {
+        return None;
+    }
+    let k = moments.len() as f64;
+    let a = moments.iter().map(|m| m.0).sum::<f64>() / k;
+    let b = moments.iter().map(|m| m.1).sum::<f64>() / k;
+    let (mut vaa, mut vbb, mut vab) = (0.0, 0.0, 0.0);
+    for m in moments {
+        vaa += (m.0 - a).powi(2);
+        vbb += (m.1 - b).powi(2);
+        vab += (m.0 - a) * (m.1 - b);
+    }
+    let norm = (k - 1.0) * k;
+    let (ga, gb) = (-2.0 * b / a.powi(3), 1.0 / (a * a));
+    let se = ((ga * ga * vaa + gb * gb * vbb + 2.0 * ga * gb * vab) / norm)
+        .max(0.0)
+        .sqrt();
+    Some((b / (a * a) - 1.0, se))
+}
