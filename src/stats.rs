@@ -34,6 +34,27 @@ impl Summary {
             n,
         })
     }
+
+    /// Summary of the values e^{x_i} given their logs, computed relative to the largest, so that squared
+    /// deviations never overflow; a statistic is infinite only when it is itself beyond the f64 range.
+    pub fn of_exp(logs: &[f64]) -> Option<Summary> {
+        let m = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if !m.is_finite() {
+            return Summary::of(&logs.iter().map(|x| x.exp()).collect::<Vec<_>>());
+        }
+        let rel: Vec<f64> = logs.iter().map(|x| (x - m).exp()).collect();
+        let s = Summary::of(&rel)?;
+        // Two half-factors: e^m itself may overflow where v e^m (v <= 1) does not.
+        let half = (0.5 * m).exp();
+        let up = |v: f64| v * half * half;
+        Some(Summary {
+            mean: up(s.mean),
+            stderr: up(s.stderr),
+            median: up(s.median),
+            sd: up(s.sd),
+            n: s.n,
+        })
+    }
 }
 
 /// Empirical quantile with linear interpolation (type 7).

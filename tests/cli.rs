@@ -116,8 +116,14 @@ fn simulate_json_is_reproducible_and_has_mean_and_stderr() {
     let v: Value = serde_json::from_str(&a).unwrap();
     assert_eq!(v["samples"].as_u64(), Some(16));
     assert_eq!(v["degenerate"].as_u64(), Some(0));
+    assert_eq!(v["overflow"].as_u64(), Some(0));
     for l in v["layers"].as_array().unwrap() {
-        for key in ["sq_norm", "log_gsc_to_output", "log_gsc_from_input"] {
+        for key in [
+            "sq_norm",
+            "log_sq_norm",
+            "log_gsc_to_output",
+            "log_gsc_from_input",
+        ] {
             assert!(
                 l[key]["mean"].as_f64().is_some() && l[key]["stderr"].as_f64().is_some(),
                 "{key} in {l}"
@@ -205,4 +211,46 @@ fn new_figures_render_with_finite_data() {
         assert!(svg.contains(word), "{name}: title missing from the SVG");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_unmeasurable_net_is_an_error_and_a_closed_pipe_is_not() {
+    // SELU at sigma_w^2 = 4 leaves the f64 range near layer 900 and cannot be rescaled exactly.
+    let (code, stdout, stderr) = run(&[
+        "simulate",
+        "--act",
+        "selu",
+        "--sigma-w2",
+        "4",
+        "--depth",
+        "1200",
+        "--width",
+        "16",
+        "--samples",
+        "2",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.contains("overflowed") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    // A reader that stops after the first line.
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gradscale"))
+        .args(["predict", "--depth", "2000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }

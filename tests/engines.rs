@@ -291,3 +291,65 @@ fn dead_relu_networks_are_counted_not_nan() {
         assert!(l.sq_norm.mean.is_finite());
     }
 }
+
+#[test]
+fn deep_homogeneous_nets_are_measured_in_log_space() {
+    // Depth 1500: ||f||^2 and ||J||^2 scale as (sigma_w^2 / 2)^L, so sigma_w^2 = 4 reaches 2^1500 and 0.5
+    // reaches 2^-3000, both far outside f64. The same seed draws the same normals, scaled by
+    // sqrt(sigma_w^2): the GSC must be the same for all three and ln ||f_l||^2 must shift by exactly
+    // l ln(sigma_w^2 / 2), up to rounding. Before the engine kept its scales in log space, every sample
+    // here was reported "degenerate".
+    let depth = 1500;
+    let opts = McOptions {
+        samples: 4,
+        seed: 4,
+        estimator: Estimator::Exact,
+    };
+    let run = |sw2: f64| montecarlo::simulate(&mlp("relu", 16, depth, sw2, 0.0), &opts).unwrap();
+    // A layer dies (all 16 units off) with probability 2^-16, i.e. 2.3% of depth-1500 samples: the same
+    // samples die whatever sigma_w^2, so the usable samples line up.
+    let base = run(2.0);
+    assert_eq!(base.overflow, 0);
+    assert!(base.degenerate < opts.samples);
+    for sw2 in [4.0, 0.5] {
+        let m = run(sw2);
+        assert_eq!(
+            (m.degenerate, m.overflow),
+            (base.degenerate, 0),
+            "sigma_w^2 {sw2}"
+        );
+        for l in [1, 700, depth] {
+            let shift = l as f64 * (sw2 / 2.0f64).ln();
+            for (a, b) in m.log_sq_norm_samples[l]
+                .iter()
+                .zip(&base.log_sq_norm_samples[l])
+            {
+                assert!(
+                    (a - b - shift).abs() < 1e-9 * (1.0 + shift.abs()),
+                    "{sw2} {l}"
+                );
+            }
+            let (a, b) = (&m.layers[l], &base.layers[l]);
+            assert!((a.log_gsc_from_input.mean - b.log_gsc_from_input.mean).abs() < 1e-9);
+            assert!((a.log_gsc_to_output.mean - b.log_gsc_to_output.mean).abs() < 1e-9);
+            assert!(a.log_gsc_from_input.mean.is_finite());
+        }
+    }
+}
+
+#[test]
+fn overflow_is_counted_apart_from_degenerate_samples() {
+    // SELU is not homogeneous, so it cannot be rescaled exactly: at sigma_w^2 = 4 its squared norm grows by
+    // about 2 lambda^2 = 2.2 per layer and leaves f64 near layer 900. Those samples are "overflow", never
+    // "degenerate" (the latter is compared with the dead-relu law in verify::finite).
+    let m = montecarlo::simulate(
+        &mlp("selu", 16, 1200, 4.0, 0.0),
+        &McOptions {
+            samples: 3,
+            seed: 1,
+            estimator: Estimator::Exact,
+        },
+    )
+    .unwrap();
+    assert_eq!((m.overflow, m.degenerate), (3, 0));
+}

@@ -235,6 +235,23 @@ impl Network {
         self.layers.iter().any(|l| any(&l.ops))
     }
 
+    /// True when every layer is positively homogeneous of degree one (bias-free dense maps, linear /
+    /// relu / leaky-relu, residual blocks of those): f(a x) = a f(x) for a > 0, so every Jacobian is
+    /// unchanged by rescaling the input. The Monte Carlo engine then rescales layer outputs by powers of
+    /// two (exact in floating point) and keeps the scale in log space, so a deep net whose outputs would
+    /// leave the f64 range is still measured. Norm layers are excluded: their Jacobian scales as 1/a.
+    pub fn scale_equivariant(&self) -> bool {
+        fn all(ops: &[Op]) -> bool {
+            ops.iter().all(|op| match op {
+                Op::Dense(d) => d.sigma_b2 == 0.0,
+                Op::Act(phi) => phi.is_positively_homogeneous(),
+                Op::Residual(r) => all(&r.branch),
+                Op::LayerNorm { .. } | Op::BatchNorm { .. } => false,
+            })
+        }
+        self.layers.iter().all(|l| all(&l.ops))
+    }
+
     /// Checks everything both engines rely on, so neither has to: positive widths, finite non-negative
     /// variances, nonlinearities fed by Gaussian pre-activations, residual branches that return to the
     /// input's width.

@@ -44,7 +44,7 @@ fn fitted_rates(
         .filter_map(|i| {
             let mut rng = montecarlo::sample_rng(seed, i as u64);
             let o = montecarlo::run_sample(net, &mut rng, est);
-            if o.degenerate {
+            if !o.usable() {
                 return None;
             }
             let ls: Vec<f64> = range.clone().map(|l| l as f64).collect();
@@ -440,7 +440,7 @@ pub fn bn_top_of_jacobian(o: &AuditOptions) -> Result<Evidence> {
         .filter_map(|i| {
             let mut rng = montecarlo::sample_rng(o.seed + 31, i as u64);
             let s = montecarlo::run_sample(&net, &mut rng, Estimator::Probes(4));
-            (!s.degenerate).then(|| s.log_gsc_from_input[1])
+            s.usable().then(|| s.log_gsc_from_input[1])
         })
         .collect();
     let s = Summary::of(&xs)

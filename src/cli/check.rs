@@ -41,6 +41,7 @@ pub fn run(a: &Args) -> Result<String> {
             "network": net,
             "samples": m.samples,
             "degenerate": m.degenerate,
+            "overflow": m.overflow,
             "seed": m.seed,
             "report": r,
             "notes": p.notes,
@@ -65,13 +66,13 @@ pub fn run(a: &Args) -> Result<String> {
     for c in &r.comparisons {
         let _ = writeln!(
             s,
-            "{:<14} {:>5} {:>13} {:>13} {:>11} {:>9.2} {:>11}  {}",
+            "{:<14} {:>5} {:>13} {:>13} {:>11} {:>9} {:>11}  {}",
             c.quantity,
             c.layer,
             fmt(c.predicted),
             fmt(c.measured),
             fmt(c.stderr),
-            c.z,
+            super::fmt_z(c.z),
             fmt(c.tolerance),
             match c.verdict {
                 Verdict::Agree => "agree",
@@ -123,7 +124,7 @@ pub fn run(a: &Args) -> Result<String> {
                 fmt(c.measured),
                 fmt(c.stderr),
                 if c.z.is_finite() {
-                    format!("{:.2}", c.z)
+                    super::fmt_z(c.z)
                 } else {
                     "-".into()
                 },

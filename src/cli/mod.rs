@@ -101,8 +101,15 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(text) => {
-            print!("{text}");
-            0
+            use std::io::Write;
+            // A reader that stops early (`| head`) closes the pipe: that is not an error of ours.
+            match std::io::stdout().lock().write_all(text.as_bytes()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("error: writing the output: {e}");
+                    2
+                }
+                _ => 0,
+            }
         }
         Err(e) => {
             eprintln!("error: {e}");
@@ -126,6 +133,26 @@ pub fn progress_reporter(total: usize, what: &'static str) -> impl Fn(usize) + S
 }
 
 /// Formats a float for tables: fixed for moderate magnitudes, scientific otherwise, "-" for None/NaN.
+/// A z-score: two decimals, scientific notation when huge, "-" when undefined.
+pub fn fmt_z(z: f64) -> String {
+    if z.is_nan() {
+        "-".into()
+    } else if z.abs() < 1e4 || z.is_infinite() {
+        format!("{z:.2}")
+    } else {
+        format!("{z:.2e}")
+    }
+}
+
+/// A positive quantity known by its log: the value as `fmt` prints it while f64 can hold it, else `e^LOG`.
+pub fn fmt_pos(x: f64, log: f64) -> String {
+    if x.is_finite() && x >= f64::MIN_POSITIVE || !log.is_finite() {
+        fmt(x)
+    } else {
+        format!("e^{log:.2}")
+    }
+}
+
 pub fn fmt(x: f64) -> String {
     if !x.is_finite() {
         if x.is_nan() {

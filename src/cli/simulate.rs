@@ -18,18 +18,29 @@ pub struct Args {
 pub fn measure(net: &gradscale::Network, mc: &McArgs) -> Result<Measurement> {
     let opts = mc.options();
     let progress = progress_reporter(opts.samples, "simulate");
-    mc.in_pool(|| simulate_with_progress(net, &opts, &progress))
+    let m = mc.in_pool(|| simulate_with_progress(net, &opts, &progress))?;
+    if m.degenerate + m.overflow == m.samples {
+        let why = if m.overflow > 0 {
+            format!(
+                "{} of them overflowed: a layer output left the f64 range (|x| > 1.8e308) or became NaN; \
+                 only bias-free nets of linear/relu/leaky-relu layers are rescaled exactly, so lower the depth \
+                 or the weight variance, or use `predict`, which works in log space",
+                m.overflow
+            )
+        } else {
+            "a layer output or Jacobian was exactly zero".to_string()
+        };
+        return Err(gradscale::Error::Unsupported(format!(
+            "none of the {} samples could be measured ({why}): nothing to report",
+            m.samples
+        )));
+    }
+    Ok(m)
 }
 
 pub fn run(a: &Args) -> Result<String> {
     let net = a.net.network()?;
     let m = measure(&net, &a.mc)?;
-    if m.degenerate == m.samples {
-        return Err(gradscale::Error::Unsupported(format!(
-            "all {} samples were degenerate (a layer output or Jacobian was exactly zero): nothing to measure",
-            m.samples
-        )));
-    }
     if a.json {
         let ms = |s: &gradscale::stats::Summary| json!({"mean": s.mean, "stderr": s.stderr, "median": s.median, "sd": s.sd});
         let layers: Vec<_> = m
@@ -40,6 +51,7 @@ pub fn run(a: &Args) -> Result<String> {
                     "index": l.index,
                     "width": l.width,
                     "sq_norm": ms(&l.sq_norm),
+                    "log_sq_norm": ms(&l.log_sq_norm),
                     "log_gsc_to_output": ms(&l.log_gsc_to_output),
                     "log_gsc_from_input": ms(&l.log_gsc_from_input),
                 })
@@ -50,6 +62,7 @@ pub fn run(a: &Args) -> Result<String> {
             "network": net,
             "samples": m.samples,
             "degenerate": m.degenerate,
+            "overflow": m.overflow,
             "seed": m.seed,
             "estimator": m.estimator,
             "layers": layers,
@@ -66,8 +79,8 @@ pub fn table(m: &Measurement) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "Monte Carlo: {} samples ({} degenerate, excluded), seed {}, estimator {:?}",
-        m.samples, m.degenerate, m.seed, m.estimator
+        "Monte Carlo: {} samples ({} degenerate, {} overflowed, excluded), seed {}, estimator {:?}",
+        m.samples, m.degenerate, m.overflow, m.seed, m.estimator
     );
     let _ = writeln!(
         s,
@@ -80,12 +93,24 @@ pub fn table(m: &Measurement) -> String {
             "{:>5} {:>6} {:>13} {:>11} {:>13} {:>11} {:>13} {:>11}",
             l.index,
             l.width,
-            fmt(l.sq_norm.mean),
-            fmt(l.sq_norm.stderr),
+            super::fmt_pos(l.sq_norm.mean, l.log_sq_norm.mean),
+            if l.sq_norm.mean.is_finite() && l.sq_norm.mean > 0.0 {
+                fmt(l.sq_norm.stderr)
+            } else {
+                "-".into()
+            },
             fmt(l.log_gsc_to_output.mean),
             fmt(l.log_gsc_to_output.stderr),
             fmt(l.log_gsc_from_input.mean),
             fmt(l.log_gsc_from_input.stderr)
+        );
+    }
+    if m.layers.iter().any(|l| {
+        l.log_sq_norm.mean.is_finite() && !(l.sq_norm.mean.is_finite() && l.sq_norm.mean > 0.0)
+    }) {
+        let _ = writeln!(
+            s,
+            "|f_l|^2/n beyond the f64 range shows as e^X with X the mean of ln(|f_l|^2/n) (log_sq_norm in --json)"
         );
     }
     s

@@ -19,8 +19,8 @@ pub use cost::{bytes_per_sample, flops_per_sample};
 pub use normal::fill_normal;
 pub use ops::{OpCache, OpParams, Sample};
 pub use sample::{
-    draw_input, draw_params, forward, jacobian_batch, jacobian_norms, outcome, run_sample,
-    JacobianNorms, NetParams, SampleOutcome, Trace,
+    draw_input, draw_params, forward, forward_rescaled, jacobian_batch, jacobian_norms, outcome,
+    run_sample, JacobianNorms, NetParams, SampleOutcome, Trace,
 };
 
 use crate::arch::Network;
@@ -76,8 +76,10 @@ pub fn sample_rng(seed: u64, index: u64) -> Xoshiro256PlusPlus {
 pub struct LayerMeasurement {
     pub index: usize,
     pub width: usize,
-    /// ||f_l||^2 / dim f_l.
+    /// ||f_l||^2 / dim f_l (infinite only where the values themselves are beyond the f64 range).
     pub sq_norm: Summary,
+    /// ln(||f_l||^2 / dim f_l), always finite: what to read for very deep nets.
+    pub log_sq_norm: Summary,
     /// ln GSC(L, l).
     pub log_gsc_to_output: Summary,
     /// ln GSC(l, 0).
@@ -91,6 +93,9 @@ pub struct Measurement {
     /// Samples excluded because some layer output or Jacobian was exactly zero (e.g. a dead relu layer),
     /// where the GSC is 0/0.
     pub degenerate: usize,
+    /// Samples excluded because a layer output became non-finite (overflow, or NaN from inf - inf) in a net
+    /// that the engine cannot rescale exactly (`Network::scale_equivariant`).
+    pub overflow: usize,
     pub seed: u64,
     pub estimator: Estimator,
     pub layers: Vec<LayerMeasurement>,
@@ -102,6 +107,10 @@ pub struct Measurement {
     /// distribution tests).
     #[serde(skip)]
     pub log_gsc_to_output_samples: Vec<Vec<f64>>,
+    /// Per layer l, the per-sample ln(||f_l||^2 / dim f_l) of the usable samples (for comparisons that must
+    /// not leave log space).
+    #[serde(skip)]
+    pub log_sq_norm_samples: Vec<Vec<f64>>,
 }
 
 /// Bytes of sample state allowed in flight at once (see `simulate_with_progress`).
@@ -158,7 +167,7 @@ pub fn simulate(net: &Network, opts: &McOptions) -> Result<Measurement> {
 }
 
 fn aggregate(net: &Network, opts: &McOptions, outcomes: &[SampleOutcome]) -> Measurement {
-    let good: Vec<&SampleOutcome> = outcomes.iter().filter(|o| !o.degenerate).collect();
+    let good: Vec<&SampleOutcome> = outcomes.iter().filter(|o| o.usable()).collect();
     let widths = net.widths();
     let depth = net.depth();
     let empty = Summary {
@@ -168,28 +177,30 @@ fn aggregate(net: &Network, opts: &McOptions, outcomes: &[SampleOutcome]) -> Mea
         sd: f64::NAN,
         n: 0,
     };
-    let summarise = |f: &dyn Fn(&SampleOutcome) -> f64| -> Summary {
-        let xs: Vec<f64> = good.iter().map(|o| f(o)).collect();
-        Summary::of(&xs).unwrap_or(empty)
-    };
+    let column =
+        |f: &dyn Fn(&SampleOutcome) -> f64| -> Vec<f64> { good.iter().map(|o| f(o)).collect() };
+    let summarise = |f: &dyn Fn(&SampleOutcome) -> f64| Summary::of(&column(f)).unwrap_or(empty);
     let layers = (0..=depth)
         .map(|l| LayerMeasurement {
             index: l,
             width: widths[l],
-            sq_norm: summarise(&|o| o.sq_norm[l]),
+            sq_norm: Summary::of_exp(&column(&|o| o.log_sq_norm[l])).unwrap_or(empty),
+            log_sq_norm: summarise(&|o| o.log_sq_norm[l]),
             log_gsc_to_output: summarise(&|o| o.log_gsc_to_output[l]),
             log_gsc_from_input: summarise(&|o| o.log_gsc_from_input[l]),
         })
         .collect();
     Measurement {
         samples: outcomes.len(),
-        degenerate: outcomes.len() - good.len(),
+        degenerate: outcomes.iter().filter(|o| o.degenerate).count(),
+        overflow: outcomes.iter().filter(|o| o.overflow).count(),
         seed: opts.seed,
         estimator: opts.estimator,
         layers,
-        log_gsc_total: good.iter().map(|o| o.log_gsc_to_output[0]).collect(),
+        log_gsc_total: column(&|o| o.log_gsc_to_output[0]),
         log_gsc_to_output_samples: (0..=depth)
-            .map(|l| good.iter().map(|o| o.log_gsc_to_output[l]).collect())
+            .map(|l| column(&|o| o.log_gsc_to_output[l]))
             .collect(),
+        log_sq_norm_samples: (0..=depth).map(|l| column(&|o| o.log_sq_norm[l])).collect(),
     }
 }

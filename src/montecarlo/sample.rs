@@ -56,16 +56,47 @@ pub fn draw_input(net: &Network, rng: &mut dyn rand::RngCore) -> DMatrix<f64> {
     x
 }
 
-/// A forward pass: every layer output f_l (n_l x B) and every op's cache.
+/// A forward pass: every layer output f_l (n_l x B) and every op's cache. When `log_scale` is not all
+/// zero, the stored output is f_l e^{-log_scale[l]} (see `forward_rescaled`).
 pub struct Trace {
     pub outputs: Vec<DMatrix<f64>>,
     pub caches: Vec<Vec<OpCache>>,
+    pub log_scale: Vec<f64>,
 }
 
 pub fn forward(net: &Network, params: &NetParams, x: DMatrix<f64>) -> Trace {
+    run_forward(net, params, x, false)
+}
+
+/// Like `forward`, but a scale-equivariant net (`Network::scale_equivariant`) has each layer output
+/// brought back towards unit size by a power of two whenever its squared norm leaves [2^-RANGE, 2^RANGE];
+/// the factor is kept in `log_scale`. Powers of two are exact, so the trace is bit-identical to `forward`'s
+/// whenever no rescaling was needed, and the Jacobians (degree-0 homogeneous) are those of the true net.
+pub fn forward_rescaled(net: &Network, params: &NetParams, x: DMatrix<f64>) -> Trace {
+    run_forward(net, params, x, net.scale_equivariant())
+}
+
+/// Squared norms beyond 2^+-RANGE are rescaled: far from the f64 limits (2^+-1022), with room for one
+/// more layer's growth.
+const RANGE: i32 = 400;
+
+/// The power of two k with v 2^(-2k) close to 1 when a squared norm v has left [2^-RANGE, 2^RANGE], else 0.
+fn rescale_exponent(v: f64) -> i32 {
+    if v > 0.0 && v.is_finite() {
+        let e = v.log2();
+        if e.abs() > RANGE as f64 {
+            return (e / 2.0).round() as i32;
+        }
+    }
+    0
+}
+
+fn run_forward(net: &Network, params: &NetParams, x: DMatrix<f64>, rescale: bool) -> Trace {
     let mut outputs = vec![x];
     let mut caches = Vec::with_capacity(net.depth());
-    for (layer, lp) in net.layers.iter().zip(params) {
+    let mut log_scale = vec![0.0; net.depth() + 1];
+    let mut k_total = 0i64;
+    for (l, (layer, lp)) in net.layers.iter().zip(params).enumerate() {
         let mut h = outputs.last().expect("input").clone();
         let mut lc = Vec::with_capacity(layer.ops.len());
         for (op, p) in layer.ops.iter().zip(lp) {
@@ -73,20 +104,33 @@ pub fn forward(net: &Network, params: &NetParams, x: DMatrix<f64>) -> Trace {
             h = out;
             lc.push(c);
         }
+        if rescale {
+            let k = rescale_exponent(h.norm_squared());
+            if k != 0 {
+                h *= 2f64.powi(-k);
+                k_total += k as i64;
+            }
+        }
+        log_scale[l + 1] = k_total as f64 * std::f64::consts::LN_2;
         outputs.push(h);
         caches.push(lc);
     }
-    Trace { outputs, caches }
+    Trace {
+        outputs,
+        caches,
+        log_scale,
+    }
 }
 
-/// Squared Frobenius norms of the two Jacobian families, over the batch map that the GSC is defined on
-/// (the first input alone, or the whole batch when the network has batch norm):
-/// `from_input[k] = ||d f_k / d f_0||_F^2` and `to_output[l] = ||d f_L / d f_l||_F^2`.
-/// With probes, these are unbiased estimates, and `*_rel_var` holds the estimated relative variance of
-/// each estimate (for the log-bias correction).
+/// Logs of the squared Frobenius norms of the two Jacobian families, over the batch map that the GSC is
+/// defined on (the first input alone, or the whole batch when the network has batch norm):
+/// `log_from_input[k] = ln ||d f_k / d f_0||_F^2` and `log_to_output[l] = ln ||d f_L / d f_l||_F^2`
+/// (-inf when a Jacobian vanishes). With probes, the norms are unbiased estimates, and `*_rel_var` holds
+/// the estimated relative variance of each estimate (for the log-bias correction). The tangents are
+/// rescaled by powers of two on the way (exact), so a product of many layers never overflows.
 pub struct JacobianNorms {
-    pub from_input: Vec<f64>,
-    pub to_output: Vec<f64>,
+    pub log_from_input: Vec<f64>,
+    pub log_to_output: Vec<f64>,
     pub from_input_rel_var: Vec<f64>,
     pub to_output_rel_var: Vec<f64>,
 }
@@ -154,6 +198,28 @@ fn frob(blocks: &[DMatrix<f64>], estimator: Estimator) -> (f64, f64) {
     }
 }
 
+/// Records ln ||blocks||_F^2 (with the scale removed so far) and rescales the blocks when they have left
+/// [2^-RANGE, 2^RANGE].
+fn record(
+    blocks: &mut [DMatrix<f64>],
+    estimator: Estimator,
+    k_total: &mut i64,
+    log: &mut f64,
+    rel_var: &mut f64,
+) {
+    let (f, rv) = frob(blocks, estimator);
+    *log = f.ln() + 2.0 * *k_total as f64 * std::f64::consts::LN_2;
+    *rel_var = rv;
+    let k = rescale_exponent(f);
+    if k != 0 {
+        let factor = 2f64.powi(-k);
+        for m in blocks.iter_mut() {
+            *m *= factor;
+        }
+        *k_total += k as i64;
+    }
+}
+
 pub fn jacobian_norms(
     net: &Network,
     params: &NetParams,
@@ -164,10 +230,17 @@ pub fn jacobian_norms(
     let bj = jacobian_batch(net);
     let depth = net.depth();
     let widths = net.widths();
-    let mut from_input = vec![0.0; depth + 1];
+    let mut log_from_input = vec![0.0; depth + 1];
     let mut from_input_rel_var = vec![0.0; depth + 1];
+    let mut k_total = 0;
     let mut t = start_blocks(widths[0], bj, estimator, rng);
-    (from_input[0], from_input_rel_var[0]) = frob(&t, estimator);
+    record(
+        &mut t,
+        estimator,
+        &mut k_total,
+        &mut log_from_input[0],
+        &mut from_input_rel_var[0],
+    );
     for l in 0..depth {
         for ((op, p), c) in net.layers[l]
             .ops
@@ -177,12 +250,25 @@ pub fn jacobian_norms(
         {
             t = op.jvp(p, c, t);
         }
-        (from_input[l + 1], from_input_rel_var[l + 1]) = frob(&t, estimator);
+        record(
+            &mut t,
+            estimator,
+            &mut k_total,
+            &mut log_from_input[l + 1],
+            &mut from_input_rel_var[l + 1],
+        );
     }
-    let mut to_output = vec![0.0; depth + 1];
+    let mut log_to_output = vec![0.0; depth + 1];
     let mut to_output_rel_var = vec![0.0; depth + 1];
+    let mut k_total = 0;
     let mut a = start_blocks(widths[depth], bj, estimator, rng);
-    (to_output[depth], to_output_rel_var[depth]) = frob(&a, estimator);
+    record(
+        &mut a,
+        estimator,
+        &mut k_total,
+        &mut log_to_output[depth],
+        &mut to_output_rel_var[depth],
+    );
     for l in (0..depth).rev() {
         for ((op, p), c) in net.layers[l]
             .ops
@@ -193,11 +279,17 @@ pub fn jacobian_norms(
         {
             a = op.vjp(p, c, a);
         }
-        (to_output[l], to_output_rel_var[l]) = frob(&a, estimator);
+        record(
+            &mut a,
+            estimator,
+            &mut k_total,
+            &mut log_to_output[l],
+            &mut to_output_rel_var[l],
+        );
     }
     JacobianNorms {
-        from_input,
-        to_output,
+        log_from_input,
+        log_to_output,
         from_input_rel_var,
         to_output_rel_var,
     }
@@ -206,21 +298,31 @@ pub fn jacobian_norms(
 /// Everything measured on one sampled network.
 #[derive(Clone, Debug)]
 pub struct SampleOutcome {
-    /// ||f_l||^2 / (n_l B_J) over the Jacobian's batch (B_J = 1 unless the net has batch norm).
-    pub sq_norm: Vec<f64>,
+    /// ln(||f_l||^2 / (n_l B_J)) over the Jacobian's batch (B_J = 1 unless the net has batch norm).
+    pub log_sq_norm: Vec<f64>,
     pub log_gsc_to_output: Vec<f64>,
     pub log_gsc_from_input: Vec<f64>,
     /// Some layer output or Jacobian vanished exactly: the GSC is 0/0 and the sample is excluded.
     pub degenerate: bool,
+    /// Some layer output left the f64 range (inf or NaN) in a net that cannot be rescaled exactly
+    /// (biases, smooth nonlinearities, norm layers): the sample is excluded.
+    pub overflow: bool,
 }
 
-/// ln GSC from squared norms: 0.5 ln(||J||_F^2 / dim f_l * ||f_l||^2 / ||f_k||^2), with the probe
-/// estimate's second-order log bias, -rel_var/2, added back.
-fn log_gsc(jac2: f64, rel_var: f64, dim_l: f64, norm2_l: f64, norm2_k: f64) -> f64 {
-    0.5 * (jac2.ln() + 0.5 * rel_var - dim_l.ln() + norm2_l.ln() - norm2_k.ln())
+impl SampleOutcome {
+    /// Whether the sample's GSC is defined and measured.
+    pub fn usable(&self) -> bool {
+        !self.degenerate && !self.overflow
+    }
 }
 
-/// Runs one sample: parameters, input, forward pass, Jacobian norms, GSC.
+/// ln GSC from logs of squared norms: 0.5 (ln ||J||_F^2 - ln dim f_l + ln ||f_l||^2 - ln ||f_k||^2), with
+/// the probe estimate's second-order log bias, -rel_var/2, added back.
+fn log_gsc(log_jac2: f64, rel_var: f64, dim_l: f64, log_norm2_l: f64, log_norm2_k: f64) -> f64 {
+    0.5 * (log_jac2 + 0.5 * rel_var - dim_l.ln() + log_norm2_l - log_norm2_k)
+}
+
+/// Runs one sample: parameters, input, forward pass (rescaled when exact), Jacobian norms, GSC.
 pub fn run_sample(
     net: &Network,
     rng: &mut dyn rand::RngCore,
@@ -228,7 +330,7 @@ pub fn run_sample(
 ) -> SampleOutcome {
     let params = draw_params(net, rng);
     let x = draw_input(net, rng);
-    let trace = forward(net, &params, x);
+    let trace = forward_rescaled(net, &params, x);
     outcome(net, &params, &trace, estimator, rng)
 }
 
@@ -242,10 +344,19 @@ pub fn outcome(
 ) -> SampleOutcome {
     let bj = jacobian_batch(net);
     let depth = net.depth();
-    let norm2: Vec<f64> = trace
+    let stored: Vec<f64> = trace
         .outputs
         .iter()
         .map(|f| f.columns(0, bj).norm_squared())
+        .collect();
+    let overflow_fwd = trace
+        .outputs
+        .iter()
+        .any(|f| f.iter().any(|v| !v.is_finite()));
+    let log_norm2: Vec<f64> = stored
+        .iter()
+        .zip(&trace.log_scale)
+        .map(|(v, s)| v.ln() + 2.0 * s)
         .collect();
     let dims: Vec<f64> = trace
         .outputs
@@ -253,36 +364,45 @@ pub fn outcome(
         .map(|f| (f.nrows() * bj) as f64)
         .collect();
     let j = jacobian_norms(net, params, trace, estimator, rng);
-    let bad = |v: f64| !(v > 0.0 && v.is_finite());
-    let degenerate = norm2.iter().any(|&v| bad(v))
-        || j.from_input.iter().any(|&v| bad(v))
-        || j.to_output.iter().any(|&v| bad(v));
+    let all = || {
+        log_norm2
+            .iter()
+            .chain(&j.log_from_input)
+            .chain(&j.log_to_output)
+    };
+    let overflow = overflow_fwd || all().any(|v| v.is_nan() || *v == f64::INFINITY);
+    let degenerate = !overflow && all().any(|&v| v == f64::NEG_INFINITY);
     let log_gsc_from_input = (0..=depth)
         .map(|k| {
             log_gsc(
-                j.from_input[k],
+                j.log_from_input[k],
                 j.from_input_rel_var[k],
                 dims[0],
-                norm2[0],
-                norm2[k],
+                log_norm2[0],
+                log_norm2[k],
             )
         })
         .collect();
     let log_gsc_to_output = (0..=depth)
         .map(|l| {
             log_gsc(
-                j.to_output[l],
+                j.log_to_output[l],
                 j.to_output_rel_var[l],
                 dims[l],
-                norm2[l],
-                norm2[depth],
+                log_norm2[l],
+                log_norm2[depth],
             )
         })
         .collect();
     SampleOutcome {
-        sq_norm: norm2.iter().zip(&dims).map(|(n, d)| n / d).collect(),
+        log_sq_norm: log_norm2
+            .iter()
+            .zip(&dims)
+            .map(|(v, d)| v - d.ln())
+            .collect(),
         log_gsc_to_output,
         log_gsc_from_input,
         degenerate,
+        overflow,
     }
 }

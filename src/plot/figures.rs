@@ -472,7 +472,7 @@ fn bn_rate(o: &FigureOptions) -> Result<Figure> {
                         &mut sample_rng(seed, i as u64),
                         Estimator::Probes(probes),
                     );
-                    (!out.degenerate).then(|| {
+                    out.usable().then(|| {
                         (out.log_gsc_to_output[l0] - out.log_gsc_to_output[l1]) / (l1 - l0) as f64
                     })
                 })
