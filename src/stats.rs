@@ -46,7 +46,7 @@ impl Summary {
         let s = Summary::of(&rel)?;
         // Two half-factors: e^m itself may overflow where v e^m (v <= 1) does not.
         let half = (0.5 * m).exp();
-        let up = |v: f64| v * half * half;
+        let up = |v: f64| if v == 0.0 { 0.0 } else { v * half * half };
         Some(Summary {
             mean: up(s.mean),
             stderr: up(s.stderr),

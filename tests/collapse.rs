@@ -431,3 +431,39 @@ fn input_vectors_from_csv_and_npy() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn collapse_metrics_survive_scales_outside_f64() {
+    use gradscale::montecarlo::collapse::{mean_pairwise_cosine, unit_metrics};
+    use nalgebra::DMatrix;
+    // The metrics of a batch and of the same batch times 2^-700 or 2^+700 must agree: cosines and signs are
+    // scale-free and ln std shifts by exactly 700 ln 2. Before, 1e-160 outputs made every Gram product
+    // underflow and every cosine read 0/0 = 1 (a deep ordered tanh net looked fully collapsed).
+    let h = DMatrix::from_fn(7, 5, |i, j| ((i * 5 + j) as f64 * 0.77).sin() + 0.1);
+    let (c, (s, d)) = (mean_pairwise_cosine(&h), unit_metrics(&h, 0.0));
+    assert!(c.abs() < 0.99 && s.is_finite() && d > 0.0);
+    for e in [-700, 700] {
+        let g = &h * 2f64.powi(e);
+        let (gs, gd) = unit_metrics(&g, 0.0);
+        assert!((mean_pairwise_cosine(&g) - c).abs() < 1e-12, "2^{e}");
+        assert!((gs - s - e as f64 * 2f64.ln()).abs() < 1e-9, "2^{e}");
+        assert_eq!(gd, d);
+        // The caller's log scale is added back.
+        assert!((unit_metrics(&g, -e as f64 * 2f64.ln()).0 - s).abs() < 1e-9);
+    }
+    // Scale-equivariant nets are rescaled exactly: He-relu at sigma_w^2 = 2 and 4 (same seed) give the same
+    // cosines and sign diversity and a pre-activation std shifted by l ln(2)/2, even where 2^l overflows.
+    let m = |sw2| {
+        let mut net = mlp(Nonlinearity::Relu, 12, 1200, sw2, 0.0);
+        net.input.batch = 3;
+        measure_collapse(&net, 2, 9).unwrap()
+    };
+    let (a, b) = (m(2.0), m(4.0));
+    for l in [10, 1100] {
+        let (la, lb) = (&a.layers[l], &b.layers[l]);
+        assert!((la.corr.mean - lb.corr.mean).abs() < 1e-9);
+        let (sa, sb) = (la.preact_std.unwrap().mean, lb.preact_std.unwrap().mean);
+        let want = l as f64 * 2f64.ln() / 2.0;
+        assert!((sb.ln() - sa.ln() - want).abs() < 1e-6, "{l}: {sa} {sb}");
+    }
+}

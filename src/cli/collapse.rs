@@ -60,5 +60,15 @@ pub fn run(a: &Args) -> Result<String> {
             pm(ml.sign_diversity)
         );
     }
+    if let Some(l) = m.layers.iter().find(|l| l.zero_outputs > 0) {
+        let _ = writeln!(
+            s,
+            "note: from layer {} on, {} of {} networks have an all-zero output (a dead relu layer, or f64 underflow): \
+             there corr reads 0/0 as 1 and std is 0 (zero_outputs per layer in --json)",
+            l.index,
+            l.zero_outputs,
+            m.samples
+        );
+    }
     Ok(s)
 }

@@ -81,7 +81,7 @@ pub fn forward_rescaled(net: &Network, params: &NetParams, x: DMatrix<f64>) -> T
 const RANGE: i32 = 400;
 
 /// The power of two k with v 2^(-2k) close to 1 when a squared norm v has left [2^-RANGE, 2^RANGE], else 0.
-fn rescale_exponent(v: f64) -> i32 {
+pub(crate) fn rescale_exponent(v: f64) -> i32 {
     if v > 0.0 && v.is_finite() {
         let e = v.log2();
         if e.abs() > RANGE as f64 {

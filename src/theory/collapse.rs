@@ -36,14 +36,19 @@ pub struct CollapsePrediction {
 
 /// E[s] for P s^2 / (q (1 - c)) ~ chi^2_{P-1}: sqrt(2 q (1-c) / P) Gamma(P/2) / Gamma((P-1)/2).
 pub fn expected_std(q: f64, c: f64, p: usize) -> f64 {
+    expected_std_from_log_q(q.ln(), c, p)
+}
+
+/// `expected_std` from ln q, assembled in log space so that it stays finite wherever the std itself is
+/// (q can overflow f64 where sqrt q does not).
+pub fn expected_std_from_log_q(log_q: f64, c: f64, p: usize) -> f64 {
     if p < 2 {
         return 0.0;
     }
     let pf = p as f64;
-    let v = q * (1.0 - c.clamp(0.0, 1.0));
     let lg = statrs::function::gamma::ln_gamma(pf / 2.0)
         - statrs::function::gamma::ln_gamma((pf - 1.0) / 2.0);
-    (2.0 * v / pf).sqrt() * lg.exp()
+    (0.5 * (2.0f64.ln() + log_q + (1.0 - c.clamp(0.0, 1.0)).ln() - pf.ln()) + lg).exp()
 }
 
 /// arccos(sqrt c)/pi, as an arctangent so that it keeps its relative accuracy as c -> 1.
@@ -118,16 +123,16 @@ pub fn predict_collapse(net: &Network, batch: Option<usize>) -> Result<CollapseP
         let mut pre = None;
         for op in &layer.ops {
             if matches!(op, Op::Act(_)) {
-                pre = Some((s.log_q.exp(), s.c));
+                pre = Some((s.log_q, s.c));
             }
             s = op.mean_field(&s, &opts)?.state;
         }
         layers.push(CollapseLayer {
             index: i + 1,
             c: s.c,
-            preact_q: pre.map(|x| x.0),
+            preact_q: pre.map(|x| x.0.exp()),
             preact_c: pre.map(|x| x.1),
-            preact_std: pre.map(|(q, c)| expected_std(q, c, p)),
+            preact_std: pre.map(|(log_q, c)| expected_std_from_log_q(log_q, c, p)),
             sign_diversity: pre.map(|(_, c)| expected_sign_diversity(c, p)),
             sign_diversity_large_batch: pre.map(|(_, c)| sign_diversity_large_batch(c)),
         });
