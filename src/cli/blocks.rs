@@ -78,7 +78,14 @@ fn table(
     );
     for (bp, bm) in p.iter().zip(m) {
         let e = |x: f64| fmt(x.exp());
-        let pm = |x: &gradscale::stats::Summary| format!("{:+.4}+-{:.4}", x.mean, x.stderr);
+        // No finite sample at this block (e.g. an overflowed non-rescalable net): a dash, not NaN.
+        let pm = |x: &gradscale::stats::Summary| {
+            if x.n == 0 {
+                "-".to_string()
+            } else {
+                format!("{:+.4}+-{:.4}", x.mean, x.stderr)
+            }
+        };
         let _ = writeln!(
             s,
             "{:>5} {:>10} {:>10} {:>10} {:>10} {:>10} | {:>10} {:>10} {:>10} {:>10} {:>17} {:>17} {:>10}",
@@ -94,7 +101,11 @@ fn table(
             e(bm.log_gsc_block.mean),
             pm(&bm.cos_length),
             pm(&bm.cos_jacobian),
-            format!("{:+.4}", bm.pythagorean_error.mean),
+            if bm.pythagorean_error.n == 0 {
+                "-".to_string()
+            } else {
+                format!("{:+.4}", bm.pythagorean_error.mean)
+            },
         );
     }
     let _ = writeln!(

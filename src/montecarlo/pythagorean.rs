@@ -4,7 +4,7 @@
 //! the ordinary `simulate` path: it reruns each block's branch (theory/pythagorean.md).
 
 use super::ops::{gaussian_matrix, OpParams, Sample};
-use super::sample::{draw_input, draw_params, forward, jacobian_batch};
+use super::sample::{draw_input, draw_params, forward_rescaled, jacobian_batch};
 use super::{sample_rng, Estimator, McOptions};
 use crate::arch::{Network, Op};
 use crate::error::{Error, Result};
@@ -92,7 +92,9 @@ pub fn sample_blocks(
 ) -> Vec<BlockSums> {
     let params = draw_params(net, rng);
     let x = draw_input(net, rng);
-    let trace = forward(net, &params, x);
+    // Every block quantity is a ratio within the block, so the exact power-of-two rescaling of a
+    // scale-equivariant net changes nothing but keeps a deep one inside the f64 range.
+    let trace = forward_rescaled(net, &params, x);
     let bj = jacobian_batch(net);
     let mut out = Vec::new();
     for l in block_layers(net) {
