@@ -319,21 +319,35 @@ fn narrow_smooth_networks_are_outside_validity() {
 /// Var = L/n and L/(2n) (theory/finite-width.md §3, a closed-form check of the recursion).
 #[test]
 fn expansion_reproduces_homogeneous_slopes() {
+    // Mean: the exact small-depth slopes (L/n relu, L/(2n) linear). Variance: the same slopes, then the
+    // O(L^2/n^2) terms of theory/finite-width.md section 3 summed by hand: the off-path weight scatter
+    // 2 (1 + V) s_{m-1}/n^2 with the spectral spread s_{m-1} = 1 + (1 + V)(m - 1), the path noise's
+    // covariance with eps (-2 rho_{m-1} k2 / n^2, rho_{m-1} = 1 + (1 + V)(m - 1), k2 = 4 relu, 2 linear) and
+    // its variance rho_{m-1}^2 k / n^3 (k = 4 relu, 2 linear): in ln GSC units, relu
+    // L/n - L^2/n^2 + L(4L^2 - 1)/(3 n^3), linear L/(2n) - L(L+1)/(4n^2) + L(L+1)(2L+1)/(12 n^3).
     for (act, slope) in [(Nonlinearity::Relu, 1.0), (Nonlinearity::Linear, 0.5)] {
-        let (n, l) = (400usize, 20usize);
-        let p = predict_expansion(&net(act, n, l, 2.0), 1.0, 1.0).unwrap();
-        let law = *p.log_gsc_to_output[0].law().unwrap();
-        let t = slope * l as f64 / n as f64;
-        assert!(
-            (law.mean - t).abs() < 1e-6,
-            "{act}: mean {} vs {t}",
-            law.mean
-        );
-        assert!(
-            (law.sd * law.sd - t).abs() < 1e-6,
-            "{act}: var {} vs {t}",
-            law.sd * law.sd
-        );
+        for (n, l) in [(400usize, 20usize), (100, 10)] {
+            let p = predict_expansion(&net(act, n, l, 2.0), 1.0, 1.0).unwrap();
+            let law = *p.log_gsc_to_output[0].law().unwrap();
+            let (nf, lf) = (n as f64, l as f64);
+            let t = slope * lf / nf;
+            assert!(
+                (law.mean - t).abs() < 1e-6,
+                "{act}: mean {} vs {t}",
+                law.mean
+            );
+            let var = if slope == 1.0 {
+                t - lf * lf / (nf * nf) + lf * (4.0 * lf * lf - 1.0) / (3.0 * nf.powi(3))
+            } else {
+                t - lf * (lf + 1.0) / (4.0 * nf * nf)
+                    + lf * (lf + 1.0) * (2.0 * lf + 1.0) / (12.0 * nf.powi(3))
+            };
+            assert!(
+                (law.sd * law.sd - var).abs() < 1e-6,
+                "{act} n {n} L {l}: var {} vs {var}",
+                law.sd * law.sd
+            );
+        }
     }
 }
 

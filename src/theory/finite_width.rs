@@ -483,15 +483,33 @@ struct LayerMoments {
     y_ratio: f64,
     /// Weight share of the pre-activation variance, sigma_w^2 E[phi_{l-1}^2] / q_l.
     w: f64,
+    /// Per-unit covariances of the input-path noise u = phi'^2 (z^2 - 1) / E[phi'^2] (z the standardised
+    /// weight part of h), centred by the ratio it enters through, with phi'^2 / E[phi'^2] (the gate noise
+    /// eta) and with phi^2 / E[phi^2] (the forward noise eps): theory/finite-width.md section 3.
+    path_eta: f64,
+    path_eps: f64,
+    /// Per-unit variance of that path noise.
+    path_var: f64,
 }
 
 fn layer_moments(act: Nonlinearity, q: f64, q_w: f64) -> Option<LayerMoments> {
-    let [m2, m4, g, g2, x, hy] = gauss::expect_many(
+    let [m2, m4, g, g2, x, hy, g2h2, xh2, g2h4] = gauss::expect_many(
         q,
         |h| {
             let p = act.phi(h);
             let d = act.dphi(h);
-            [p * p, p.powi(4), d * d, d.powi(4), d * d * p * p, h * p * d]
+            let (d2, p2) = (d * d, p * p);
+            [
+                p2,
+                p2 * p2,
+                d2,
+                d2 * d2,
+                d2 * p2,
+                h * p * d,
+                d2 * d2 * h * h,
+                d2 * p2 * h * h,
+                d2 * d2 * h.powi(4),
+            ]
         },
         act.kinks(),
     );
@@ -506,17 +524,35 @@ fn layer_moments(act: Nonlinearity, q: f64, q_w: f64) -> Option<LayerMoments> {
     let (sp, gp) = lm(q.ln() + h);
     let (sm, gm) = lm(q.ln() - h);
     let y = hy / q; // E[(phi phi')'] by Stein's lemma (no Dirac terms needed at kinks)
+    let w = q_w / q;
+    let alpha = (gp - gm) / (2.0 * h);
+    let kappa = 2.0 * w * alpha;
+    let (v, cov) = (g2 / (g * g) - 1.0, x / (g * m2) - 1.0);
+    // E[z^2 - 1 | h] = w (h^2/q - 1), so E[phi'^4 (z^2 - 1)] = w (E[phi'^4 h^2]/q - E[phi'^4]), and the same
+    // with phi'^2 phi^2.
+    let k4 = w * (g2h2 / q - g2) / (g * g);
+    let k2 = w * (xh2 / q - x) / (g * m2);
+    // E[phi'^4 (z^2 - 1)^2]: given h, z ~ N(mu, 1 - w) with mu^2 = w h^2 / q, so E[(z^2 - 1)^2 | h] =
+    // mu^4 + 6 mu^2 (1 - w) + 3 (1 - w)^2 - 2 (mu^2 + 1 - w) + 1.
+    let sw = 1.0 - w;
+    let d4z = w * w * g2h4 / (q * q)
+        + (6.0 * sw - 2.0) * w * g2h2 / q
+        + (3.0 * sw * sw - 2.0 * sw + 1.0) * g2;
+    let path_var = (d4z - 2.0 * kappa * k4 * g * g + kappa * kappa * g2) / (g * g);
     let lmo = LayerMoments {
         c: m4 / (m2 * m2) - 1.0,
-        v: g2 / (g * g) - 1.0,
-        cov: x / (g * m2) - 1.0,
+        v,
+        cov,
         a: (sp - sm) / (2.0 * h),
         b: (sp - 2.0 * s0 + sm) / (h * h),
-        alpha: (gp - gm) / (2.0 * h),
+        alpha,
         beta: (gp - 2.0 * g0 + gm) / (h * h),
         x_ratio: x / (g * m2),
         y_ratio: q_w * y * y / (g * m2),
-        w: q_w / q,
+        w,
+        path_eta: k4 - kappa * (1.0 + v),
+        path_eps: k2 - kappa * (1.0 + cov),
+        path_var,
     };
     let fields = [
         lmo.c,
@@ -529,6 +565,9 @@ fn layer_moments(act: Nonlinearity, q: f64, q_w: f64) -> Option<LayerMoments> {
         lmo.x_ratio,
         lmo.y_ratio,
         lmo.w,
+        lmo.path_eta,
+        lmo.path_eps,
+        lmo.path_var,
     ];
     fields.iter().all(|f| f.is_finite()).then_some(lmo)
 }
@@ -623,6 +662,18 @@ fn expansion(
         if k >= 1 {
             mean2 += e_mean[k];
         }
+        // The input-path weight rho_{m-1} of J_{m-1<-k} and the spectral spread s_{m-1} =
+        // n_{m-1} tr((J J^T)^2) / tr(J J^T)^2, both from k upward (rho_k = s_k = 1: J_{k<-k} = I).
+        let mut rho_before = vec![0.0; depth + 1];
+        let mut spread_before = vec![0.0; depth + 1];
+        let (mut rho, mut spread) = (1.0, 1.0);
+        for m in k + 1..=depth {
+            let l = mo(m);
+            rho_before[m] = rho;
+            spread_before[m] = spread;
+            rho = (nf(m) / nf(m - 1)) * l.y_ratio * rho + l.x_ratio;
+            spread = (nf(m) / nf(m - 1)) * spread + 1.0 + l.v;
+        }
         // Variance of the linear part: backward pass over delta coefficients.
         let mut var2 = 0.0;
         let mut d_next = 0.0; // total coefficient of delta_{m+1}
@@ -646,6 +697,15 @@ fn expansion(
             let b_eta = if m > k { 1.0 } else { 0.0 };
             var2 +=
                 (a_eps * a_eps * l.c + b_eta * b_eta * l.v + 2.0 * a_eps * b_eta * l.cov) / nf(m);
+            if m > k {
+                // The input-path noise of g_m, weight rho_{m-1}/n_{m-1}, shares its units with eta_m and
+                // eps_m (its own variance enters at O(rho^2/n^3)); and the rows of W_m off the input path scatter ||J_m||_F^2 by a relative variance
+                // 2 (1 + V) s_{m-1} / (n_m n_{m-1}), independent of everything else.
+                let p = rho_before[m] / nf(m - 1);
+                var2 += (2.0 * p * (a_eps * l.path_eps + b_eta * l.path_eta) + p * p * l.path_var)
+                    / nf(m);
+                var2 += 2.0 * (1.0 + l.v) * spread_before[m] / (nf(m) * nf(m - 1));
+            }
             d_next = c_delta + w_next * l.a * d_next;
         }
         let mean = mf.layers[k].log_gsc_to_output + 0.5 * mean2;
