@@ -198,3 +198,44 @@ fn proptest_random_batch_norm_mlps_agree_with_closed_form() {
         })
         .unwrap();
 }
+
+#[test]
+fn heavy_tailed_norm_means_are_inconclusive_not_agree() {
+    // He-relu, width 12, depth 300: Var ln ||f_l||^2 grows by about 5/12 per layer (theory/collapse.md), so
+    // past layer ~7 it exceeds ln 10 and ten samples cannot estimate E ||f_l||^2 (which is exact here:
+    // E ||f_l||^2 / n = 1 at any width). Those rows must say inconclusive; the shallow ones still get a
+    // verdict, and the GSC rows (logs, no heavy tail) are unaffected.
+    let net = Network::mlp(MlpSpec {
+        act: Nonlinearity::Relu,
+        width: 12,
+        depth: 300,
+        sigma_w2: 2.0,
+        sigma_b2: 0.0,
+    })
+    .unwrap();
+    let p = predict(&net, &MfOptions::default()).unwrap();
+    let m = simulate(
+        &net,
+        &McOptions {
+            samples: 10,
+            seed: 3,
+            estimator: Estimator::Exact,
+        },
+    )
+    .unwrap();
+    let r = check(&net, &p, &m, &CheckPolicy::default());
+    let norms: Vec<_> = r
+        .comparisons
+        .iter()
+        .filter(|c| c.quantity.starts_with("||f_l||"))
+        .collect();
+    assert_ne!(norms[0].verdict, Verdict::Inconclusive);
+    assert!(norms[100..]
+        .iter()
+        .all(|c| c.verdict == Verdict::Inconclusive));
+    assert!(r
+        .comparisons
+        .iter()
+        .filter(|c| c.quantity.starts_with("ln GSC"))
+        .all(|c| c.verdict != Verdict::Inconclusive));
+}

@@ -89,6 +89,18 @@ pub fn run(a: &Args) -> Result<String> {
     for n in &p.notes {
         let _ = writeln!(s, "note: {n}");
     }
+    let heavy = r
+        .comparisons
+        .iter()
+        .filter(|c| c.quantity.starts_with("||f_l||") && c.verdict == Verdict::Inconclusive)
+        .count();
+    if heavy > 0 {
+        let _ = writeln!(
+            s,
+            "note: {heavy} rows of ||f_l||^2/n_l are inconclusive: the sample's Var ln ||f_l||^2 exceeds ln(samples), \
+             so its mean cannot estimate the expectation (theory/verification.md)"
+        );
+    }
     if let Some(fr) = &fr {
         let _ = writeln!(
             s,

@@ -35,7 +35,8 @@ impl Default for CheckPolicy {
 pub enum Verdict {
     Agree,
     Disagree,
-    /// Not enough non-degenerate samples to say.
+    /// Not enough non-degenerate samples to say, or (for ||f_l||^2/n_l) a sample too heavy-tailed for its
+    /// mean to estimate the expectation.
     Inconclusive,
 }
 
@@ -160,6 +161,12 @@ pub fn check(net: &Network, p: &Prediction, m: &Measurement, policy: &CheckPolic
             z_crit,
             policy.kappa * span(0, l),
         );
+        // A mean of N draws estimates E only if the tail that carries E is sampled: for a log-normal-like
+        // ||f_l||^2 that needs e^{Var ln} <= N. Past that (very deep or narrow nets) the sample mean sits
+        // far below E with a deceptively small standard error, and no verdict is honest.
+        if Summary::of(&m.log_sq_norm_samples[l]).is_some_and(|t| t.sd * t.sd > (t.n as f64).ln()) {
+            c.verdict = Verdict::Inconclusive;
+        }
         // Back to the quantity's own units for the report (infinite only beyond the f64 range).
         let unit = |v: f64| v * (0.5 * log_pred).exp() * (0.5 * log_pred).exp();
         c.predicted = unit(c.predicted);
