@@ -486,3 +486,37 @@ fn variance_test_uses_the_laws_error_at_small_samples() {
         );
     }
 }
+
+/// With `--probes P`, each measured ln GSC carries the estimator's own noise, so the measured variance is
+/// the law's plus that noise (estimated per sample from the P probe values). Tanh, width 100, depth 10, 4
+/// probes, 2000 networks: the probe part is a quarter of the variance; with it the comparison at
+/// layer 0 agrees at false-alarm 1e-6, and against the law alone it would be more than z_crit off.
+#[test]
+fn probe_noise_is_part_of_the_measured_variance() {
+    let nw = net(Nonlinearity::Tanh, 100, 10, 1.0);
+    let p = predict_finite(&nw, &FiniteOptions::default()).unwrap();
+    let m = simulate(
+        &nw,
+        &McOptions {
+            samples: 2000,
+            seed: 8,
+            estimator: Estimator::Probes(4),
+        },
+    )
+    .unwrap();
+    let law = *p.log_gsc_to_output[0].law().unwrap();
+    assert!(m.probe_var_to_output[0] > 0.2 * law.sd * law.sd);
+    let r = check_finite(&p, &m, 1e-6);
+    let c = r
+        .comparisons
+        .iter()
+        .find(|c| c.quantity == "var ln GSC(L, l)" && c.layer == 0)
+        .unwrap();
+    assert_eq!(
+        c.verdict,
+        gradscale::verify::finite::FiniteVerdict::Agree,
+        "{c:?}"
+    );
+    assert!(((c.measured - law.sd * law.sd) / c.stderr).abs() > r.z_crit);
+    assert!(r.comparisons.iter().all(|c| !c.quantity.starts_with("KS")));
+}

@@ -107,6 +107,10 @@ pub struct Measurement {
     /// distribution tests).
     #[serde(skip)]
     pub log_gsc_to_output_samples: Vec<Vec<f64>>,
+    /// Per layer l, the mean over usable samples of the probe estimator's variance in ln GSC(L, l) (0 for
+    /// exact Jacobians): what the probes add to the across-sample variance of ln GSC(L, l).
+    #[serde(skip)]
+    pub probe_var_to_output: Vec<f64>,
     /// Per layer l, the per-sample ln(||f_l||^2 / dim f_l) of the usable samples (for comparisons that must
     /// not leave log space).
     #[serde(skip)]
@@ -200,6 +204,12 @@ fn aggregate(net: &Network, opts: &McOptions, outcomes: &[SampleOutcome]) -> Mea
         log_gsc_total: column(&|o| o.log_gsc_to_output[0]),
         log_gsc_to_output_samples: (0..=depth)
             .map(|l| column(&|o| o.log_gsc_to_output[l]))
+            .collect(),
+        probe_var_to_output: (0..=depth)
+            .map(|l| {
+                let v = column(&|o| o.probe_var_to_output[l]);
+                v.iter().sum::<f64>() / v.len().max(1) as f64
+            })
             .collect(),
         log_sq_norm_samples: (0..=depth).map(|l| column(&|o| o.log_sq_norm[l])).collect(),
     }

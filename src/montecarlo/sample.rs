@@ -302,6 +302,9 @@ pub struct SampleOutcome {
     pub log_sq_norm: Vec<f64>,
     pub log_gsc_to_output: Vec<f64>,
     pub log_gsc_from_input: Vec<f64>,
+    /// The probe estimator's own variance in ln GSC(L, l) (a quarter of the estimated relative variance of
+    /// the probe average; 0 for exact Jacobians): part of the spread of `log_gsc_to_output` across samples.
+    pub probe_var_to_output: Vec<f64>,
     /// Some layer output or Jacobian vanished exactly: the GSC is 0/0 and the sample is excluded.
     pub degenerate: bool,
     /// Some layer output left the f64 range (inf or NaN) in a net that cannot be rescaled exactly
@@ -402,6 +405,7 @@ pub fn outcome(
             .collect(),
         log_gsc_to_output,
         log_gsc_from_input,
+        probe_var_to_output: j.to_output_rel_var.iter().map(|v| 0.25 * v).collect(),
         degenerate,
         overflow,
     }

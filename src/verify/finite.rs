@@ -184,7 +184,9 @@ pub fn check_finite(p: &FinitePrediction, m: &Measurement, family_alpha: f64) ->
                     p_value: p_two_sided(z),
                     verdict: verdict(z.abs() <= z_crit),
                 });
-                let pv = law.sd * law.sd;
+                // With probes, each measured ln GSC also carries the estimator's own noise (independent of
+                // the network): the measured variance is the law's plus its mean, estimated per sample.
+                let pv = law.sd * law.sd + m.probe_var_to_output.get(l).copied().unwrap_or(0.0);
                 let pv_se = 2.0 * law.sd * law.sd_se;
                 let var_se = pv * ((law.kurtosis - 1.0).max(0.0) / n).sqrt();
                 let se_v = (var_se * var_se + pv_se * pv_se).sqrt();
@@ -202,7 +204,13 @@ pub fn check_finite(p: &FinitePrediction, m: &Measurement, family_alpha: f64) ->
             }
         }
     }
-    if exact && !p.sample_total.is_empty() && m.log_gsc_total.len() >= 3 {
+    // The KS test needs the measured draws to follow the law itself: with probes they follow its
+    // convolution with the estimator's noise, so it is run on exact Jacobians only.
+    if exact
+        && m.estimator == crate::montecarlo::Estimator::Exact
+        && !p.sample_total.is_empty()
+        && m.log_gsc_total.len() >= 3
+    {
         let (d, pv) = ks_two_sample(&p.sample_total, &m.log_gsc_total);
         out.push(FiniteComparison {
             quantity: "KS ln GSC(L, 0)".into(),
