@@ -13,6 +13,15 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The summary of no values: NaN statistics, n = 0 (callers print it as "-").
+    pub const EMPTY: Summary = Summary {
+        mean: f64::NAN,
+        stderr: f64::NAN,
+        median: f64::NAN,
+        sd: f64::NAN,
+        n: 0,
+    };
+
     /// Summary of finite values; `None` for an empty slice.
     pub fn of(xs: &[f64]) -> Option<Summary> {
         let n = xs.len();

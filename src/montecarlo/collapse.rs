@@ -107,11 +107,9 @@ pub fn collapse_trace(net: &Network, params: &NetParams, x: DMatrix<f64>) -> Vec
             h = op.forward(p, &h).0;
         }
         if rescale {
-            let k = super::sample::rescale_exponent(h.norm_squared());
-            if k != 0 {
-                h *= 2f64.powi(-k);
-                log_scale += k as f64 * std::f64::consts::LN_2;
-            }
+            let sq = h.norm_squared();
+            log_scale += super::sample::rescale(std::slice::from_mut(&mut h), sq) as f64
+                * std::f64::consts::LN_2;
         }
         out.push(LayerCollapse {
             corr: mean_pairwise_cosine(&h),

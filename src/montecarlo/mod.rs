@@ -174,21 +174,15 @@ fn aggregate(net: &Network, opts: &McOptions, outcomes: &[SampleOutcome]) -> Mea
     let good: Vec<&SampleOutcome> = outcomes.iter().filter(|o| o.usable()).collect();
     let widths = net.widths();
     let depth = net.depth();
-    let empty = Summary {
-        mean: f64::NAN,
-        stderr: f64::NAN,
-        median: f64::NAN,
-        sd: f64::NAN,
-        n: 0,
-    };
     let column =
         |f: &dyn Fn(&SampleOutcome) -> f64| -> Vec<f64> { good.iter().map(|o| f(o)).collect() };
-    let summarise = |f: &dyn Fn(&SampleOutcome) -> f64| Summary::of(&column(f)).unwrap_or(empty);
+    let summarise =
+        |f: &dyn Fn(&SampleOutcome) -> f64| Summary::of(&column(f)).unwrap_or(Summary::EMPTY);
     let layers = (0..=depth)
         .map(|l| LayerMeasurement {
             index: l,
             width: widths[l],
-            sq_norm: Summary::of_exp(&column(&|o| o.log_sq_norm[l])).unwrap_or(empty),
+            sq_norm: Summary::of_exp(&column(&|o| o.log_sq_norm[l])).unwrap_or(Summary::EMPTY),
             log_sq_norm: summarise(&|o| o.log_sq_norm[l]),
             log_gsc_to_output: summarise(&|o| o.log_gsc_to_output[l]),
             log_gsc_from_input: summarise(&|o| o.log_gsc_from_input[l]),

@@ -197,13 +197,7 @@ pub fn pythagorean(net: &Network, opts: &McOptions) -> Result<Vec<BlockMeasureme
         .map(|(j, &layer)| {
             let summ = |f: &dyn Fn(&BlockSums) -> f64| {
                 let xs: Vec<f64> = per.iter().map(|s| f(&s[j])).filter(|v| ok(*v)).collect();
-                Summary::of(&xs).unwrap_or(Summary {
-                    mean: f64::NAN,
-                    stderr: f64::NAN,
-                    median: f64::NAN,
-                    sd: f64::NAN,
-                    n: 0,
-                })
+                Summary::of(&xs).unwrap_or(Summary::EMPTY)
             };
             BlockMeasurement {
                 layer,

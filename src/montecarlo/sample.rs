@@ -80,18 +80,21 @@ pub fn forward_rescaled(net: &Network, params: &NetParams, x: DMatrix<f64>) -> T
 /// more layer's growth.
 const RANGE: i32 = 400;
 
-/// The power of two k with v 2^(-2k) close to 1 when a squared norm v has left [2^-RANGE, 2^RANGE], else 0.
-pub(crate) fn rescale_exponent(v: f64) -> i32 {
-    if v > 0.0 && v.is_finite() {
-        let e = v.log2();
-        if e.abs() > RANGE as f64 {
-            return (e / 2.0).round() as i32;
-        }
+/// When the squared norm `sq` of `blocks` has left [2^-RANGE, 2^RANGE], divides them by the power of two
+/// 2^k that brings it back near 1 (exact in floating point) and returns k; otherwise returns 0.
+pub(crate) fn rescale(blocks: &mut [DMatrix<f64>], sq: f64) -> i32 {
+    if !(sq > 0.0 && sq.is_finite()) || sq.log2().abs() <= RANGE as f64 {
+        return 0;
     }
-    0
+    let k = (sq.log2() / 2.0).round() as i32;
+    let factor = 2f64.powi(-k);
+    for m in blocks.iter_mut() {
+        *m *= factor;
+    }
+    k
 }
 
-fn run_forward(net: &Network, params: &NetParams, x: DMatrix<f64>, rescale: bool) -> Trace {
+fn run_forward(net: &Network, params: &NetParams, x: DMatrix<f64>, rescaled: bool) -> Trace {
     let mut outputs = vec![x];
     let mut caches = Vec::with_capacity(net.depth());
     let mut log_scale = vec![0.0; net.depth() + 1];
@@ -104,12 +107,9 @@ fn run_forward(net: &Network, params: &NetParams, x: DMatrix<f64>, rescale: bool
             h = out;
             lc.push(c);
         }
-        if rescale {
-            let k = rescale_exponent(h.norm_squared());
-            if k != 0 {
-                h *= 2f64.powi(-k);
-                k_total += k as i64;
-            }
+        if rescaled {
+            let sq = h.norm_squared();
+            k_total += rescale(std::slice::from_mut(&mut h), sq) as i64;
         }
         log_scale[l + 1] = k_total as f64 * std::f64::consts::LN_2;
         outputs.push(h);
@@ -210,14 +210,7 @@ fn record(
     let (f, rv) = frob(blocks, estimator);
     *log = f.ln() + 2.0 * *k_total as f64 * std::f64::consts::LN_2;
     *rel_var = rv;
-    let k = rescale_exponent(f);
-    if k != 0 {
-        let factor = 2f64.powi(-k);
-        for m in blocks.iter_mut() {
-            *m *= factor;
-        }
-        *k_total += k as i64;
-    }
+    *k_total += rescale(blocks, f) as i64;
 }
 
 pub fn jacobian_norms(
@@ -352,10 +345,6 @@ pub fn outcome(
         .iter()
         .map(|f| f.columns(0, bj).norm_squared())
         .collect();
-    let overflow_fwd = trace
-        .outputs
-        .iter()
-        .any(|f| f.iter().any(|v| !v.is_finite()));
     let log_norm2: Vec<f64> = stored
         .iter()
         .zip(&trace.log_scale)
@@ -373,7 +362,8 @@ pub fn outcome(
             .chain(&j.log_from_input)
             .chain(&j.log_to_output)
     };
-    let overflow = overflow_fwd || all().any(|v| v.is_nan() || *v == f64::INFINITY);
+    // An inf or NaN in the columns the GSC is taken over shows in their squared norm.
+    let overflow = all().any(|v| v.is_nan() || *v == f64::INFINITY);
     let degenerate = !overflow && all().any(|&v| v == f64::NEG_INFINITY);
     let log_gsc_from_input = (0..=depth)
         .map(|k| {

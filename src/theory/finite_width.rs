@@ -648,20 +648,6 @@ fn expansion(
             values.push(FiniteValue::OutsideValidity { tau, shift: None });
             continue;
         }
-        // Mean of ln GSC^2(L, k) minus its mean-field value.
-        let mut mean2 = 0.0;
-        let mut rho = 1.0; // input-path weight of the Jacobian from layer k: 1 at the start
-        for m in k + 1..=depth {
-            let l = mo(m);
-            let kappa = 2.0 * l.w * l.alpha;
-            mean2 += l.alpha * mu[m] + 0.5 * l.beta * var[m] - l.v / (2.0 * nf(m))
-                + kappa * rho / nf(m - 1);
-            rho = (nf(m) / nf(m - 1)) * l.y_ratio * rho + l.x_ratio;
-        }
-        mean2 -= e_mean[depth];
-        if k >= 1 {
-            mean2 += e_mean[k];
-        }
         // The input-path weight rho_{m-1} of J_{m-1<-k} and the spectral spread s_{m-1} =
         // n_{m-1} tr((J J^T)^2) / tr(J J^T)^2, both from k upward (rho_k = s_k = 1: J_{k<-k} = I).
         let mut rho_before = vec![0.0; depth + 1];
@@ -673,6 +659,18 @@ fn expansion(
             spread_before[m] = spread;
             rho = (nf(m) / nf(m - 1)) * l.y_ratio * rho + l.x_ratio;
             spread = (nf(m) / nf(m - 1)) * spread + 1.0 + l.v;
+        }
+        // Mean of ln GSC^2(L, k) minus its mean-field value.
+        let mut mean2 = 0.0;
+        for m in k + 1..=depth {
+            let l = mo(m);
+            let kappa = 2.0 * l.w * l.alpha;
+            mean2 += l.alpha * mu[m] + 0.5 * l.beta * var[m] - l.v / (2.0 * nf(m))
+                + kappa * rho_before[m] / nf(m - 1);
+        }
+        mean2 -= e_mean[depth];
+        if k >= 1 {
+            mean2 += e_mean[k];
         }
         // Variance of the linear part: backward pass over delta coefficients.
         let mut var2 = 0.0;

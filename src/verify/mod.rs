@@ -146,13 +146,7 @@ pub fn check(net: &Network, p: &Prediction, m: &Measurement, policy: &CheckPolic
             .iter()
             .map(|x| (x - log_pred).exp())
             .collect();
-        let s = Summary::of(&ratios).unwrap_or(Summary {
-            mean: f64::NAN,
-            stderr: f64::NAN,
-            median: f64::NAN,
-            sd: f64::NAN,
-            n: 0,
-        });
+        let s = Summary::of(&ratios).unwrap_or(Summary::EMPTY);
         let mut c = compare(
             "||f_l||^2/n_l",
             l,
