@@ -170,8 +170,11 @@ fn fma_loop_scalar(a: f64, b: f64, rounds: usize) -> f64 {
     acc.iter().sum()
 }
 
+/// One thread's timed loop: (a, b, rounds) -> a value that depends on every FMA.
+type FmaLoop = fn(f64, f64, usize) -> f64;
+
 /// The widest FMA this CPU runs, as (name, f64 lanes, loop).
-fn fma_kernel() -> (&'static str, usize, fn(f64, f64, usize) -> f64) {
+fn fma_kernel() -> (&'static str, usize, FmaLoop) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
