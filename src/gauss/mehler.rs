@@ -84,7 +84,7 @@ pub fn mehler_many<const K: usize>(
     }
     let (nodes, weights) = rule();
     let s = q.sqrt();
-    let mut coef = [[0.0f64; N]; K];
+    let mut coef = [[0.0f64; K]; N];
     let mut rule_second = [0.0f64; K];
     for (&z, &w) in nodes.iter().zip(weights) {
         let v = f(s * z);
@@ -96,9 +96,9 @@ pub fn mehler_many<const K: usize>(
         }
         // Orthonormal Hermite recurrence h_{n+1} = (z h_n - sqrt(n) h_{n-1}) / sqrt(n+1).
         let (mut h_prev, mut h) = (0.0, 1.0);
-        for n in 0..N {
+        for (n, row) in coef.iter_mut().enumerate() {
             for k in 0..K {
-                coef[k][n] += w * v[k] * h;
+                row[k] += w * v[k] * h;
             }
             let next = (z * h - (n as f64).sqrt() * h_prev) / ((n + 1) as f64).sqrt();
             h_prev = h;
@@ -118,12 +118,12 @@ pub fn mehler_many<const K: usize>(
         if (rule_second[k] - e).abs() > TAIL * e {
             return None;
         }
-        let kept: f64 = coef[k].iter().map(|a| a * a).sum();
+        let kept: f64 = coef.iter().map(|a| a[k] * a[k]).sum();
         // Discrete Parseval: rule_second = kept + the squares of the dropped discrete coefficients.
         if rule_second[k] - kept > TAIL * e {
             return None;
         }
-        out[k] = coef[k].iter().rev().fold(0.0, |acc, a| acc * c + a * a);
+        out[k] = coef.iter().rev().fold(0.0, |acc, a| acc * c + a[k] * a[k]);
     }
     Some(out)
 }
