@@ -5,11 +5,14 @@ use gradscale::Result;
 use serde_json::json;
 use std::fmt::Write;
 
+/// The batch when --batch is not given: collapse metrics compare inputs, so 1 would mean nothing.
+const DEFAULT_BATCH: usize = 16;
+
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
     pub net: NetArgs,
-    /// Number of sampled networks (each with its own weights and input batch; use --batch >= 2).
+    /// Number of sampled networks (each with its own weights and input batch of --batch inputs, default 16).
     #[arg(long, default_value_t = 20, value_parser = super::args::positive_usize, allow_hyphen_values = true)]
     pub samples: usize,
     /// Seed of the Monte Carlo measurement.
@@ -21,7 +24,7 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> Result<String> {
-    let net = a.net.network()?;
+    let net = a.net.network_with_batch(DEFAULT_BATCH)?;
     let p = predict_collapse(&net, None)?;
     let m = measure_collapse(&net, a.samples, a.seed)?;
     if a.json {
