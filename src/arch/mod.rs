@@ -11,7 +11,6 @@ mod file;
 
 pub use data::InputData;
 
-
 pub use file::{from_toml_str, load_file};
 
 use crate::error::{Error, Result};
@@ -316,7 +315,14 @@ impl Network {
         sigma_w2: f64,
         sigma_b2: f64,
     ) -> Result<Network> {
-        Network::mlp_init(n0, widths, act, InitScheme::Gaussian, Some(sigma_w2), sigma_b2)
+        Network::mlp_init(
+            n0,
+            widths,
+            act,
+            InitScheme::Gaussian,
+            Some(sigma_w2),
+            sigma_b2,
+        )
     }
 
     /// An MLP initialised by `scheme`: its sigma_w^2 (per layer, from the fans) where it fixes one, else

@@ -178,14 +178,8 @@ impl NetArgs {
             None => (self.width, vec![self.width; self.depth]),
         };
         let n0 = data.as_ref().map_or(n0, |d| d.dim());
-        let mut net = Network::mlp_init(
-            n0,
-            &hidden,
-            self.act,
-            scheme,
-            self.sigma_w2,
-            self.sigma_b2,
-        )?;
+        let mut net =
+            Network::mlp_init(n0, &hidden, self.act, scheme, self.sigma_w2, self.sigma_b2)?;
         net.input.data = data;
         net.input.batch = self.batch.unwrap_or(default_batch);
         net.input.correlation = self.input_correlation;

@@ -143,7 +143,7 @@ fn table(d: &Diagnosis, a: &Args, l: usize) -> String {
             (Some(m), Some(sd)) => {
                 let _ = writeln!(
                     s,
-                    "  width {}: ln GSC(L,0) = {:.4} +- {:.4} across networks (infinite width {:.4}); sd <= {} from width {}",
+                    "  width {}: ln GSC(L,0) = {:.4} +- {:.4} across networks (infinite width {:.4}); sd <= {} from width {}{}",
                     w.width,
                     m,
                     sd,
@@ -151,7 +151,12 @@ fn table(d: &Diagnosis, a: &Args, l: usize) -> String {
                     a.fluctuation_sd,
                     w.width_for_sd
                         .map(|n| n.to_string())
-                        .unwrap_or_else(|| "-".into())
+                        .unwrap_or_else(|| w.width.to_string()),
+                    if w.width_for_sd_method == Some("scaling") {
+                        " (from sd ~ n^-1/2)"
+                    } else {
+                        ""
+                    }
                 );
             }
             _ => {
@@ -159,7 +164,9 @@ fn table(d: &Diagnosis, a: &Args, l: usize) -> String {
                     s,
                     "  width {}: {}",
                     w.width,
-                    w.note.as_deref().unwrap_or("finite-width law not available")
+                    w.note
+                        .as_deref()
+                        .unwrap_or("finite-width law not available")
                 );
             }
         }

@@ -9,7 +9,7 @@
 //! spread of ln GSC(L, 0) falls to a tolerance (the O(1/n) scaling of that spread).
 
 use super::blocks::block_predictions;
-use super::finite_width::{predict_finite, FiniteOptions, FiniteValue};
+use super::finite_width::{predict_finite, FiniteMethod, FiniteOptions, FiniteValue};
 use super::fixed_point::{analyse, for_network, FixedPoint};
 use super::phase::{phase_point, PhaseOptions};
 use super::{predict, MfOptions};
@@ -139,8 +139,11 @@ pub struct WidthAdvice {
     pub sd: Option<f64>,
     /// ln GSC(L, 0) at infinite width, for the mean's shift.
     pub mean_field: f64,
-    /// The width at which sd falls to the tolerance, from sd ∝ n^(-1/2).
+    /// The smallest width at which sd is at most the tolerance (None when it already is).
     pub width_for_sd: Option<usize>,
+    /// How it was found: "expansion" (solved with the O(1/n) law itself) or "scaling" (exact route:
+    /// sd ∝ n^(-1/2) from this width, the law's large-n behaviour).
+    pub width_for_sd_method: Option<&'static str>,
     pub note: Option<String>,
 }
 
@@ -210,7 +213,9 @@ pub fn edge_of_chaos(act: Nonlinearity, sigma_b2: f64) -> EdgeAdvice {
     };
     // chi_1 grows with sigma_w^2 (a larger gain, at a larger q* where phi' is smaller, but the gain wins
     // for the catalogue's phi); bracket the crossing on a log grid, then bisect in ln sigma_w^2.
-    let grid: Vec<f64> = (0..=80).map(|i| 10f64.powf(-2.0 + 0.05 * i as f64)).collect();
+    let grid: Vec<f64> = (0..=80)
+        .map(|i| 10f64.powf(-2.0 + 0.05 * i as f64))
+        .collect();
     let mut bracket = None;
     let mut prev: Option<(f64, f64)> = None;
     for &sw2 in &grid {
@@ -352,6 +357,25 @@ fn residual_advice(
     })
 }
 
+/// ln GSC(L, 0)'s finite-width law (method, mean, sd) for the uniform MLP `net` rebuilt at width `n`.
+fn law_at(net: &Network, n: usize) -> Result<(FiniteMethod, FiniteValue)> {
+    let mut wide = net.clone();
+    wide.input.width = n;
+    for layer in &mut wide.layers {
+        for op in &mut layer.ops {
+            if let Op::Dense(d) = op {
+                d.width = n;
+            }
+        }
+    }
+    let opts = FiniteOptions {
+        spectra: 400,
+        ..FiniteOptions::default()
+    };
+    let f = predict_finite(&wide, &opts)?;
+    Ok((f.method, f.log_gsc_to_output[0]))
+}
+
 fn width_advice(net: &Network, width: usize, mean_field: f64, sd_tol: f64) -> WidthAdvice {
     let mut out = WidthAdvice {
         width,
@@ -359,40 +383,65 @@ fn width_advice(net: &Network, width: usize, mean_field: f64, sd_tol: f64) -> Wi
         sd: None,
         mean_field,
         width_for_sd: None,
+        width_for_sd_method: None,
         note: None,
     };
-    let opts = FiniteOptions {
-        spectra: 400,
-        ..FiniteOptions::default()
-    };
-    match predict_finite(net, &opts) {
-        Ok(f) => match &f.log_gsc_to_output[0] {
-            FiniteValue::Law(l) => {
-                out.mean = Some(l.mean);
-                out.sd = Some(l.sd);
-                // Both the exact law (for large n) and the O(1/n) expansion have Var ln GSC ∝ 1/n at a
-                // fixed depth, so sd reaches the tolerance at n (sd / tol)^2.
-                if l.sd > 0.0 {
-                    out.width_for_sd = Some((width as f64 * (l.sd / sd_tol).powi(2)).ceil() as usize);
+    match law_at(net, width) {
+        Ok((method, FiniteValue::Law(l))) => {
+            out.mean = Some(l.mean);
+            out.sd = Some(l.sd);
+            if l.sd <= sd_tol {
+                return out;
+            }
+            // The expansion is deterministic and cheap: solve sd(n) = tol on integers (sd falls with n).
+            // The exact route samples spectra, so there the O(1/n) scaling sd ∝ n^(-1/2) is used.
+            let guess = (width as f64 * (l.sd / sd_tol).powi(2)).ceil() as usize;
+            if method == FiniteMethod::Exact {
+                out.width_for_sd = Some(guess);
+                out.width_for_sd_method = Some("scaling");
+                return out;
+            }
+            let sd_at = |n: usize| match law_at(net, n) {
+                Ok((_, FiniteValue::Law(l))) => Some(l.sd),
+                _ => None,
+            };
+            let (mut lo, mut hi) = (width, guess.max(width + 1));
+            while sd_at(hi).is_some_and(|s| s > sd_tol) && hi < 1 << 40 {
+                lo = hi;
+                hi *= 2;
+            }
+            if sd_at(hi).is_none() {
+                return out;
+            }
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if sd_at(mid).is_some_and(|s| s <= sd_tol) {
+                    hi = mid;
+                } else {
+                    lo = mid;
                 }
             }
-            FiniteValue::OutsideValidity { tau, .. } => {
-                out.note = Some(format!(
-                    "fluctuations matter: at this width the finite-width expansion is outside its validity (sum of 1/n = {tau:.3}); widths above {} are inside it",
-                    (net.depth() as f64 / super::finite_width::TAU_MAX).ceil()
-                ));
-            }
-        },
+            out.width_for_sd = Some(hi);
+            out.width_for_sd_method = Some("expansion");
+        }
+        Ok((_, FiniteValue::OutsideValidity { tau, .. })) => {
+            out.note = Some(format!(
+                "fluctuations matter: at this width the finite-width expansion is outside its validity (sum of 1/n = {tau:.3}); widths above {} are inside it",
+                (net.depth() as f64 / super::finite_width::TAU_MAX).ceil()
+            ));
+        }
         Err(Error::Unsupported(why)) => {
-            out.note = Some(if net.layers.iter().any(|l| {
-                l.ops
-                    .iter()
-                    .any(|op| matches!(op, Op::Dense(d) if d.init == Init::Uniform))
-            }) {
-                "finite-width law not available for uniform weights: it uses the Gaussian fourth moment (kurtosis 3), a uniform entry has 9/5, which changes the O(1/n) variance".to_string()
-            } else {
-                format!("finite-width law not available: {why}")
-            });
+            out.note = Some(
+                if net.layers.iter().any(|l| {
+                    l.ops
+                        .iter()
+                        .any(|op| matches!(op, Op::Dense(d) if d.init == Init::Uniform))
+                }) {
+                    "finite-width law not available for uniform weights: it uses the Gaussian fourth moment (kurtosis 3), a uniform entry has 9/5, which changes the O(1/n) variance".to_string()
+                } else {
+                    format!("finite-width law not available: {why}")
+                },
+            );
         }
         Err(e) => out.note = Some(format!("finite-width law not available: {e}")),
     }
