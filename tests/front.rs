@@ -443,3 +443,59 @@ fn collapse_runs_with_no_flags() {
     );
     assert!(out.contains("verdicts:"), "{out}");
 }
+
+#[test]
+fn architecture_file_errors_name_file_line_path_and_caret() {
+    let dir = std::env::temp_dir().join(format!("gradscale-arch-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "name = \"bad\"\n\n[input]\nwidth = 10\n\n[[layers]]\nops = [{ act = \"tanh\" }]\n\n[[layers]]\nrepeat = 3\nops = [{ dense = { width = 10, sigma_w2 = -1.0 } }, { act = \"tanh\" }]\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["predict", "--arch", bad.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(out.is_empty());
+    let first = err.lines().next().unwrap();
+    for part in [
+        bad.to_str().unwrap(),
+        "line 11",
+        "layers[1].ops[0].dense.sigma_w2",
+        "-1",
+    ] {
+        assert!(first.contains(part), "{first} does not name {part}");
+    }
+    assert!(
+        !first.contains("--sigma-w2"),
+        "a file value is not a flag: {first}"
+    );
+    // The caret sits under the value.
+    let lines: Vec<&str> = err.lines().collect();
+    let src = lines
+        .iter()
+        .position(|l| l.starts_with("11 |"))
+        .expect("source line");
+    let col = lines[src].find("-1.0").unwrap();
+    assert_eq!(lines[src + 1].find('^'), Some(col), "{err}");
+    // Relative data paths resolve against the file's directory; sigma_w2 defaults per nonlinearity.
+    write_csv(&dir.join("sub").join("x.csv"), 20, 10, 1);
+    let good = dir.join("sub").join("good.toml");
+    std::fs::write(
+        &good,
+        "[input]\nwidth = 10\nbatch = 2\ndata = { path = \"x.csv\" }\n\n[[layers]]\nops = [{ dense = { width = 10 } }, { act = \"relu\" }, { dense = { width = 10 } }, { act = \"tanh\" }]\n",
+    )
+    .unwrap();
+    let net = gradscale::arch::load_file(&good).unwrap();
+    assert_eq!(net.input.data.as_ref().unwrap().vectors.len(), 20);
+    let sw: Vec<f64> = net.layers[0]
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Dense(d) => Some(d.sigma_w2),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sw, vec![2.0, 1.0]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

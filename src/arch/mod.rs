@@ -44,12 +44,65 @@ pub enum Init {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dense {
+    #[serde(deserialize_with = "file_width")]
     pub width: usize,
+    /// In a file it may be left out: the command line's default for the nonlinearity that follows
+    /// (filled in by `file.rs`; NaN until then).
+    #[serde(default = "nan", deserialize_with = "file_positive")]
     pub sigma_w2: f64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "file_nonneg")]
     pub sigma_b2: f64,
     #[serde(default)]
     pub init: Init,
+}
+
+fn nan() -> f64 {
+    f64::NAN
+}
+
+// Range checks while deserialising an architecture file, so that the error carries the value's line,
+// column and TOML path (file.rs). `validate` repeats them for networks built in code.
+fn checked<'de, D: serde::Deserializer<'de>, T: Deserialize<'de> + std::fmt::Display>(
+    d: D,
+    ok: impl Fn(&T) -> bool,
+    accepted: &str,
+) -> std::result::Result<T, D::Error> {
+    let v = T::deserialize(d)?;
+    if ok(&v) {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{v} is not accepted (expected {accepted})"
+        )))
+    }
+}
+
+fn file_width<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<usize, D::Error> {
+    checked(d, |&v: &usize| v >= 1, "an integer >= 1")
+}
+
+fn file_positive<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    checked(
+        d,
+        |&v: &f64| v.is_finite() && v > 0.0,
+        "a finite number > 0",
+    )
+}
+
+fn file_nonneg<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    checked(
+        d,
+        |&v: &f64| v.is_finite() && v >= 0.0,
+        "a finite number >= 0",
+    )
+}
+
+fn file_finite<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    checked(d, |&v: &f64| v.is_finite(), "a finite number")
+}
+
+fn file_correlation<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    checked(d, |&v: &f64| (0.0..1.0).contains(&v), "a number in [0, 1)")
 }
 
 /// The skip path of a residual block.
@@ -68,7 +121,7 @@ pub enum Skip {
 pub struct Residual {
     #[serde(default)]
     pub skip: Skip,
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "file_finite")]
     pub alpha: f64,
     pub branch: Vec<Op>,
 }
@@ -89,13 +142,13 @@ pub enum Op {
     Act(Nonlinearity),
     /// Normalise each input's vector across units: (h - mean) / sqrt(var + eps), no affine parameters.
     LayerNorm {
-        #[serde(default = "default_eps")]
+        #[serde(default = "default_eps", deserialize_with = "file_nonneg")]
         eps: f64,
     },
     /// Normalise each unit across the batch: (h - mean_b) / sqrt(var_b + eps), biased variance, no affine
     /// parameters. The GSC of a network with batch norm is that of the whole batch map.
     BatchNorm {
-        #[serde(default = "default_eps")]
+        #[serde(default = "default_eps", deserialize_with = "file_nonneg")]
         eps: f64,
     },
     Residual(Residual),
@@ -113,12 +166,13 @@ pub struct Layer {
 #[serde(deny_unknown_fields)]
 pub struct InputModel {
     /// n_0.
+    #[serde(deserialize_with = "file_width")]
     pub width: usize,
     /// Number of inputs fed together (batch norm needs B >= 2; collapse metrics use the batch).
-    #[serde(default = "one_usize")]
+    #[serde(default = "one_usize", deserialize_with = "file_width")]
     pub batch: usize,
     /// Pairwise correlation of the inputs in the batch, in [0, 1).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "file_correlation")]
     pub correlation: f64,
     /// Real input vectors (file key `data = { path = "x.npy" }`): replaces the Gaussian model; `width` must be
     /// their dimension and `batch` at most their number.
