@@ -499,3 +499,46 @@ fn architecture_file_errors_name_file_line_path_and_caret() {
     assert_eq!(sw, vec![2.0, 1.0]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn defaults_that_work() {
+    // plot with no name lists the figures.
+    let (code, out, err) = run(&["plot"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("gsc-depth") && out.contains("phase"), "{out}");
+    // blocks without a residual architecture points to the examples.
+    let (code, out, err) = run(&["blocks", "--depth", "2", "--samples", "2"]);
+    assert_eq!(code, 2);
+    assert!(out.is_empty() && err.contains("examples/resnet-"), "{err}");
+    // predict --every K keeps the first and last layers, aligned; --summary prints no rows.
+    let (code, out, _) = run(&[
+        "predict",
+        "--act",
+        "relu",
+        "--depth",
+        "100000",
+        "--every",
+        "50000",
+        "--no-finite",
+    ]);
+    assert_eq!(code, 0);
+    let rows: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("explosion"))
+        .collect();
+    assert_eq!(rows.len(), 4, "{out}");
+    assert!(rows.iter().all(|r| r.len() == rows[0].len()), "{out}");
+    assert!(rows[3].trim_start().starts_with("100000"));
+    let (code, out, _) = run(&["predict", "--act", "tanh", "--depth", "30", "--summary"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 5, "{out}");
+    // The top-level help lists every command.
+    let (_, out, _) = run(&["--help"]);
+    for c in [
+        "diagnose", "predict", "simulate", "check", "plot", "audit", "bench", "blocks", "collapse",
+        "phase",
+    ] {
+        assert!(out.contains(&format!("  {c} ")), "help does not list {c}");
+    }
+}
