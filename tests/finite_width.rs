@@ -520,3 +520,33 @@ fn probe_noise_is_part_of_the_measured_variance() {
     assert!(((c.measured - law.sd * law.sd) / c.stderr).abs() > r.z_crit);
     assert!(r.comparisons.iter().all(|c| !c.quantity.starts_with("KS")));
 }
+
+/// Diagnostic: the chain law against the exact law on bias-free relu and linear nets, L/n up to 2.
+#[test]
+#[ignore]
+fn chain_probe_against_exact() {
+    use gradscale::theory::finite_width::predict_chain;
+    let acts: Vec<Nonlinearity> = std::env::var("PROBE_ACTS")
+        .unwrap_or("relu,linear".into())
+        .split(',')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let width: usize = std::env::var("PROBE_WIDTH").map(|s| s.parse().unwrap()).unwrap_or(30);
+    for act in acts {
+        for d in [5, 15, 30, 60] {
+            let nw = net(act, width, d, sw2(act));
+            let c = predict_chain(&nw, &exact_opts(2000, 3)).unwrap();
+            let e = predict_finite(&nw, &exact_opts(1000, 4)).unwrap();
+            let (cl, el) = (
+                c.log_gsc_to_output[0].law().unwrap(),
+                e.log_gsc_to_output[0].law().unwrap(),
+            );
+            println!(
+                "{act} n={width} L={d}: chain {:.4} +- {:.4} sd {:.4} | exact {:.4} +- {:.4} sd {:.4} | l=L/2 chain {:.4} exact {:.4}",
+                cl.mean, cl.mean_se, cl.sd, el.mean, el.mean_se, el.sd,
+                c.log_gsc_to_output[d / 2].law().unwrap().mean,
+                e.log_gsc_to_output[d / 2].law().unwrap().mean
+            );
+        }
+    }
+}

@@ -68,6 +68,8 @@ pub enum FiniteMethod {
     Exact,
     /// O(1/n) delta method around mean field.
     Expansion,
+    /// Sampled scalar-state chain (theory/finite-width.md section 8): depth-uniform, any nonlinearity.
+    Chain,
 }
 
 /// The finite-width law of ln GSC(L, l) at one layer.
@@ -192,7 +194,90 @@ pub fn predict_finite(net: &Network, opts: &FiniteOptions) -> Result<FinitePredi
             return exact(net, &widths, &layers, opts, spectra, p_deg);
         }
     }
-    expansion(net, &widths, &layers, p_deg, TAU_MAX, SHIFT_MAX)
+    chain_route(&widths, &layers, opts, p_deg)
+}
+
+/// Work of one chain draw in the budget's units: about 20 multiply-adds per unit (two normals, phi and
+/// phi') and 40 per (layer, starting layer) state update (two Gamma draws).
+fn chain_cost(widths: &[usize]) -> f64 {
+    let depth = (widths.len() - 1) as f64;
+    20.0 * widths[1..].iter().map(|&n| n as f64).sum::<f64>() + 20.0 * depth * (depth + 1.0)
+}
+
+/// The scalar-state chain (theory/finite-width.md section 8): `opts.spectra` draws (capped by the budget,
+/// at least 200), each one sampled network's forward pass with the Jacobian carried through three scalars.
+fn chain_route(
+    widths: &[usize],
+    layers: &[(usize, f64, f64, Nonlinearity)],
+    opts: &FiniteOptions,
+    p_deg: f64,
+) -> Result<FinitePrediction> {
+    let depth = layers.len();
+    let draws = opts
+        .spectra
+        .min((opts.budget / chain_cost(widths)).floor() as usize)
+        .max(opts.spectra.min(200));
+    let results: Vec<Option<Vec<f64>>> = (0..draws)
+        .into_par_iter()
+        .map(|i| {
+            let mut rng = spectrum_rng(opts.seed ^ 0x3C6E_F372_FE94_F82B, i as u64);
+            crate::theory::finite_chain::draw(widths[0], layers, &mut rng)
+        })
+        .collect();
+    let ok: Vec<&Vec<f64>> = results.iter().flatten().collect();
+    if ok.len() < 2 || ok.iter().any(|v| v.iter().any(|x| !x.is_finite())) {
+        let values = (0..=depth)
+            .map(|k| {
+                if k == depth {
+                    trivial_law()
+                } else {
+                    FiniteValue::OutsideValidity {
+                        tau: widths[k + 1..].iter().map(|&n| 1.0 / n as f64).sum(),
+                        shift: None,
+                    }
+                }
+            })
+            .collect();
+        return Ok(FinitePrediction {
+            method: FiniteMethod::Chain,
+            log_gsc_to_output: values,
+            degenerate_probability: p_deg,
+            spectra: Some(draws),
+            directions: None,
+            sample_total: Vec::new(),
+        });
+    }
+    let mut values = Vec::with_capacity(depth + 1);
+    for k in 0..depth {
+        let rows: Vec<&[f64]> = ok.iter().map(|v| &v[k..k + 1]).collect();
+        values.push(FiniteValue::Law(law_of(&rows)));
+    }
+    values.push(trivial_law());
+    let sample_total = if opts.keep_sample {
+        ok.iter().map(|v| v[0]).collect()
+    } else {
+        Vec::new()
+    };
+    Ok(FinitePrediction {
+        method: FiniteMethod::Chain,
+        log_gsc_to_output: values,
+        degenerate_probability: p_deg,
+        spectra: Some(draws),
+        directions: None,
+        sample_total,
+    })
+}
+
+/// The chain law for any plain MLP, including bias-free relu and linear ones (where the exact route is the
+/// reference it is tested against).
+pub fn predict_chain(net: &Network, opts: &FiniteOptions) -> Result<FinitePrediction> {
+    net.validate()?;
+    let layers = mlp_layers(net).ok_or_else(|| {
+        Error::Unsupported("finite-width chain: only plain MLPs are covered".into())
+    })?;
+    let widths = net.widths();
+    let p = degenerate_probability(&layers);
+    chain_route(&widths, &layers, opts, p)
 }
 
 // ---------------------------------------------------------------------------------------------------

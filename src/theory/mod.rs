@@ -9,6 +9,7 @@ pub mod blocks;
 pub mod collapse;
 mod dense;
 pub mod finite_width;
+mod finite_chain;
 pub mod fixed_point;
 pub mod isometry;
 pub mod norm;
