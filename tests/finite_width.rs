@@ -38,11 +38,17 @@ struct Row {
 }
 
 fn run_config(act: Nonlinearity, width: usize, depth: usize, samples: usize, seed: u64) -> Row {
-    let nw = net(act, width, depth, sw2(act));
+    let sb2: f64 = std::env::var("SWEEP_SB2").map_or(0.0, |s| s.parse().unwrap());
+    let nw = Network::mlp_widths(width, &vec![width; depth], act, sw2(act), sb2).unwrap();
     let mf = predict(&nw, &MfOptions::default()).unwrap().layers[0].log_gsc_to_output;
-    let fp = match std::env::var("SWEEP_TAU") {
-        Ok(t) => predict_expansion(&nw, t.parse().unwrap(), 1e9).unwrap(),
-        Err(_) => predict_finite(
+    let chain_opts = FiniteOptions {
+        seed: seed ^ 0x5555,
+        ..FiniteOptions::default()
+    };
+    let fp = match (std::env::var("SWEEP_TAU"), std::env::var("SWEEP_CHAIN_TAU")) {
+        (Ok(t), _) => predict_expansion(&nw, t.parse().unwrap(), 1e9).unwrap(),
+        (_, Ok(t)) => predict_chain(&nw, &chain_opts, t.parse().unwrap()).unwrap(),
+        _ => predict_finite(
             &nw,
             &FiniteOptions {
                 seed: seed ^ 0x5555,
@@ -57,7 +63,7 @@ fn run_config(act: Nonlinearity, width: usize, depth: usize, samples: usize, see
         FiniteValue::Law(l) => (Some(l.mean), l.mean_se, l.sd),
         FiniteValue::OutsideValidity { .. } => (None, 0.0, f64::NAN),
     };
-    let estimator = if width >= 200 {
+    let estimator = if width >= 200 && std::env::var("SWEEP_EXACT").is_err() {
         Estimator::Probes(16)
     } else {
         Estimator::Exact
