@@ -323,7 +323,10 @@ fn narrow_smooth_networks_are_outside_validity() {
             FiniteValue::OutsideValidity { shift: Some(s), .. } if s.is_finite()
         ));
         assert!(matches!(p.log_gsc_to_output[6], FiniteValue::Law(_)));
-        assert!(matches!(p.log_gsc_to_output[5], FiniteValue::OutsideValidity { .. }));
+        assert!(matches!(
+            p.log_gsc_to_output[5],
+            FiniteValue::OutsideValidity { .. }
+        ));
     }
 }
 
@@ -338,7 +341,10 @@ fn chain_matches_exact_law_on_homogeneous_nets() {
             let nw = net(act, n, l, sw2(act));
             let c = predict_chain(&nw, &exact_opts(2000, 3), TAU_CHAIN).unwrap();
             let e = predict_finite(&nw, &exact_opts(2000, 4)).unwrap();
-            assert_eq!((c.method, e.method), (FiniteMethod::Chain, FiniteMethod::Exact));
+            assert_eq!(
+                (c.method, e.method),
+                (FiniteMethod::Chain, FiniteMethod::Exact)
+            );
             let (cl, el) = (
                 c.log_gsc_to_output[0].law().unwrap(),
                 e.log_gsc_to_output[0].law().unwrap(),
@@ -351,7 +357,12 @@ fn chain_matches_exact_law_on_homogeneous_nets() {
                 cl.mean,
                 el.mean
             );
-            assert!((cl.sd / el.sd - 1.0).abs() < 0.1, "{act}: sd {} vs {}", cl.sd, el.sd);
+            assert!(
+                (cl.sd / el.sd - 1.0).abs() < 0.1,
+                "{act}: sd {} vs {}",
+                cl.sd,
+                el.sd
+            );
         }
     }
 }
@@ -366,11 +377,21 @@ fn gelu_narrow_with_bias_chain_agrees_expansion_does_not() {
     let law = *p.log_gsc_to_output[0].law().unwrap();
     let m = mc(&nw, 2000, 17);
     let s = m.layers[0].log_gsc_to_output;
-    let tol = z_for_false_alarm(1e-6) * s.stderr.hypot(law.mean_se) + CHAIN_BIAS_PER_TAU * 5.0 / 30.0;
-    assert!((s.mean - law.mean).abs() <= tol, "chain {} measured {} tol {tol}", law.mean, s.mean);
+    let tol =
+        z_for_false_alarm(1e-6) * s.stderr.hypot(law.mean_se) + CHAIN_BIAS_PER_TAU * 5.0 / 30.0;
+    assert!(
+        (s.mean - law.mean).abs() <= tol,
+        "chain {} measured {} tol {tol}",
+        law.mean,
+        s.mean
+    );
     let ex = predict_expansion(&nw, 1.0, 1.0).unwrap();
     let ex_mean = ex.log_gsc_to_output[0].law().unwrap().mean;
-    assert!((s.mean - ex_mean).abs() > tol, "expansion {ex_mean} measured {}", s.mean);
+    assert!(
+        (s.mean - ex_mean).abs() > tol,
+        "expansion {ex_mean} measured {}",
+        s.mean
+    );
 }
 
 /// Same seed, same law (each draw has its own generator, so the thread count cannot matter); another
@@ -378,7 +399,11 @@ fn gelu_narrow_with_bias_chain_agrees_expansion_does_not() {
 #[test]
 fn chain_is_reproducible() {
     let nw = net(Nonlinearity::Tanh, 20, 4, 1.0);
-    let o = FiniteOptions { spectra: 300, seed: 5, ..FiniteOptions::default() };
+    let o = FiniteOptions {
+        spectra: 300,
+        seed: 5,
+        ..FiniteOptions::default()
+    };
     let a = predict_finite(&nw, &o).unwrap();
     let b = predict_finite(&nw, &o).unwrap();
     assert_eq!(a.log_gsc_to_output, b.log_gsc_to_output);
@@ -614,7 +639,9 @@ fn chain_probe_against_exact() {
         .split(',')
         .map(|x| x.parse().unwrap())
         .collect();
-    let width: usize = std::env::var("PROBE_WIDTH").map(|s| s.parse().unwrap()).unwrap_or(30);
+    let width: usize = std::env::var("PROBE_WIDTH")
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(30);
     for act in acts {
         for d in [5, 15, 30, 60] {
             let nw = net(act, width, d, sw2(act));

@@ -108,10 +108,12 @@ struct JState {
     spread: f64,
 }
 
-/// One draw of the chain: ln GSC(L, k) for k = 0..L-1 (None if a layer could not be drawn non-degenerate).
+/// One draw of the chain: ln GSC(L, k) for k = 0..L-1, or for k = 0 alone unless `every_start` (the
+/// other starting layers cost O(L^2) per draw); None if a layer could not be drawn non-degenerate.
 pub(crate) fn draw(
     n0: usize,
     layers: &[ChainLayer],
+    every_start: bool,
     rng: &mut Xoshiro256PlusPlus,
 ) -> Option<Vec<f64>> {
     let depth = layers.len();
@@ -123,11 +125,13 @@ pub(crate) fn draw(
     for &(n, sw2, sb2, act) in layers {
         let np = width_prev as f64;
         // J_{m-1<-m-1} = I: all of its Frobenius mass n' is spread evenly, 1/n' of it along f.
-        states.push(JState {
-            ln_f: np.ln(),
-            p: 1.0 / np,
-            spread: 1.0,
-        });
+        if every_start || states.is_empty() {
+            states.push(JState {
+                ln_f: np.ln(),
+                p: 1.0 / np,
+                spread: 1.0,
+            });
+        }
         let s = ln_sq.last().copied().unwrap_or(0.0).exp() / np;
         let u = draw_units(n, s, sw2, sb2, act, rng)?;
         let sig2 = sw2 / np;
