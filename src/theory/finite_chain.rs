@@ -82,7 +82,7 @@ fn draw_units(
 /// A positive factor with mean 1 and relative variance `rel_var` (Gamma law: the off-path quadratic forms
 /// are sums of weighted chi-squares, skewed at small effective rank).
 fn unit_gamma(rel_var: f64, rng: &mut Xoshiro256PlusPlus) -> f64 {
-    if !(rel_var > 1e-12) {
+    if rel_var.is_nan() || rel_var <= 1e-12 {
         return 1.0;
     }
     if rel_var < 1e-6 {
@@ -158,7 +158,7 @@ pub(crate) fn draw(
                 0.0
             };
             let gain = path + off;
-            if !(gain > 0.0) {
+            if gain.is_nan() || gain <= 0.0 {
                 return None;
             }
             // ||J_m^T f_m||^2 / ||J||_F^2: J^T W^T (phi' phi) = along-path part sum_i phi_i phi'_i a_i J^T f^
