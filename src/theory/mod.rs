@@ -9,6 +9,7 @@ pub mod blocks;
 pub mod collapse;
 mod dense;
 pub mod diagnose;
+mod finite_chain;
 pub mod finite_width;
 pub mod fixed_point;
 pub mod isometry;
