@@ -254,3 +254,23 @@ fn claims_that_cannot_fail_are_reported_as_such() {
     let r = rows[1].evidence.as_ref().unwrap().resolution.unwrap();
     assert!((r - (0.05 + z * 0.01)).abs() < 1e-12, "{r}");
 }
+
+/// The SELU fixed-point claims are wide enough (n = 1024) to resolve a 1% error in SELU's lambda: chi_1
+/// then moves by 2%, ln GSC(8, 0) by 8 ln 1.01 = 0.0796. In quick mode the claim's resolution at the
+/// audit's smallest Holm threshold (1e-3 / number of tested claims) must be below that effect, and the
+/// correct closed form must not be rejected there.
+#[test]
+fn selu_claims_resolve_a_one_percent_lambda_error() {
+    let tested = registry().iter().filter(|c| c.test.is_some()).count() as f64;
+    let threshold = 1e-3 / tested;
+    let z = gradscale::stats::z_for_false_alarm(threshold);
+    let effect = 8.0 * 1.01f64.ln();
+    let e = run("derived/gsc2-equals-chi1");
+    let resolution = e.bias_bound + z * e.stderr;
+    println!("{e:?}, resolution {resolution:.4} vs effect {effect:.4}");
+    assert!(resolution < effect, "{e:?}: resolution {resolution}");
+    assert!(e.p_value > threshold, "{e:?}");
+    let q = run("literature/selu-fixed-point");
+    println!("{q:?}");
+    assert!(q.p_value > threshold, "{q:?}");
+}
