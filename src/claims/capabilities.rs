@@ -31,33 +31,7 @@ fn stack(width: usize, batch: usize, depth: usize, ops: Vec<Op>) -> Network {
     }
 }
 
-/// Per-sample least-squares slope of ln GSC(L, l) against -l over l in `range` (the per-layer log rate past
-/// the transients at both ends; the method of tests/norm.rs), summarised over samples.
-fn fitted_rates(
-    net: &Network,
-    samples: usize,
-    seed: u64,
-    est: Estimator,
-    range: std::ops::Range<usize>,
-) -> Result<Summary> {
-    let xs: Vec<f64> = (0..samples)
-        .filter_map(|i| {
-            let mut rng = montecarlo::sample_rng(seed, i as u64);
-            let o = montecarlo::run_sample(net, &mut rng, est);
-            if !o.usable() {
-                return None;
-            }
-            let ls: Vec<f64> = range.clone().map(|l| l as f64).collect();
-            let ys: Vec<f64> = range.clone().map(|l| o.log_gsc_to_output[l]).collect();
-            let n = ls.len() as f64;
-            let (mx, my) = (ls.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
-            let sxy: f64 = ls.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
-            let sxx: f64 = ls.iter().map(|x| (x - mx) * (x - mx)).sum();
-            Some(-sxy / sxx)
-        })
-        .collect();
-    Summary::of(&xs).ok_or_else(|| crate::Error::Unsupported("no non-degenerate samples".into()))
-}
+use crate::verify::sampled::fitted_rate as fitted_rates;
 
 fn bn_relu(batch: usize) -> Network {
     stack(
@@ -439,15 +413,13 @@ pub fn bn_top_of_jacobian(o: &AuditOptions) -> Result<Evidence> {
     let pred = p.layers[1].log_gsc_from_input;
     let top = 0.5 * theory::sphere::bsb1(Nonlinearity::Tanh, 16).top.ln();
     let samples = if o.quick { 60 } else { 200 };
-    let xs: Vec<f64> = (0..samples)
-        .filter_map(|i| {
-            let mut rng = montecarlo::sample_rng(o.seed + 31, i as u64);
-            let s = montecarlo::run_sample(&net, &mut rng, Estimator::Probes(4));
-            s.usable().then(|| s.log_gsc_from_input[1])
-        })
-        .collect();
-    let s = Summary::of(&xs)
-        .ok_or_else(|| crate::Error::Unsupported("no non-degenerate samples".into()))?;
+    let s = crate::verify::sampled::log_gsc_from_input(
+        &net,
+        samples,
+        o.seed + 31,
+        Estimator::Probes(4),
+        1,
+    )?;
     let bias = 1.5 / width as f64;
     Ok(Evidence::equality(
         pred,

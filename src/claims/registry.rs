@@ -6,7 +6,7 @@ use super::ClaimTestFn as ClaimTest;
 use super::{Claim, Evidence};
 use crate::arch::{Dense, Init, InputModel, Layer, MlpSpec, Network, Op, Residual, Skip};
 use crate::error::Result;
-use crate::montecarlo::{self, simulate, Estimator, McOptions, Measurement};
+use crate::montecarlo::{simulate, Estimator, McOptions, Measurement};
 use crate::theory::{self, predict, MfOptions};
 use crate::verify::CheckPolicy;
 use crate::Nonlinearity;
@@ -125,31 +125,6 @@ fn layer_tanh(width: usize, depth: usize) -> Network {
     )
 }
 
-/// Mean cosine similarity of two independent inputs' representations at the last layer.
-fn mean_final_cosine(net: &Network, samples: usize, seed: u64) -> (f64, f64) {
-    let xs: Vec<f64> = (0..samples)
-        .map(|i| {
-            let mut rng = montecarlo::sample_rng(seed, i as u64);
-            let params = montecarlo::draw_params(net, &mut rng);
-            let x = montecarlo::draw_input(net, &mut rng);
-            let f = montecarlo::forward(net, &params, x)
-                .outputs
-                .pop()
-                .expect("output");
-            let (a, b) = (f.column(0), f.column(1));
-            let d = a.norm() * b.norm();
-            if d > 0.0 {
-                a.dot(&b) / d
-            } else {
-                f64::NAN
-            }
-        })
-        .filter(|v| v.is_finite())
-        .collect();
-    let s = crate::stats::Summary::of(&xs).expect("samples");
-    (s.mean, s.stderr)
-}
-
 fn collapsing_domain(o: &AuditOptions) -> Result<Evidence> {
     // He-ReLU has GSC exactly 1 at infinite width (no explosion) ...
     let mut net = mlp(Nonlinearity::Relu, 100, 50, 2.0, 0.0)?;
@@ -157,7 +132,8 @@ fn collapsing_domain(o: &AuditOptions) -> Result<Evidence> {
     // ... and two independent inputs (correlation ~0) become nearly parallel.
     net.input.batch = 2;
     let seed = o.seed + 4;
-    let (c, se) = mean_final_cosine(&net, o.samples(64), seed);
+    let cs = crate::verify::sampled::final_cosine(&net, o.samples(64), seed)?;
+    let (c, se) = (cs.mean, cs.stderr);
     Ok(Evidence::greater(
         0.9,
         c,
@@ -269,22 +245,8 @@ fn scale_invariance(o: &AuditOptions) -> Result<Evidence> {
     // Rescale layer 2's weights by a and layer 3's by 1/a in a bias-free relu net: the function is
     // unchanged, f_2 scales by a, and GSC(L, 0), GSC(2, 0) must not move (raw gradient norms do).
     let net = mlp(Nonlinearity::Relu, 50, 5, 2.0, 0.0)?;
-    let mut rng = montecarlo::sample_rng(o.seed + 12, 0);
-    let mut params = montecarlo::draw_params(&net, &mut rng);
-    let x = montecarlo::draw_input(&net, &mut rng);
-    let t0 = montecarlo::forward(&net, &params, x.clone());
-    let o0 = montecarlo::outcome(&net, &params, &t0, Estimator::Exact, &mut rng);
     let a = 7.5;
-    for (l, factor) in [(1usize, a), (2usize, 1.0 / a)] {
-        if let montecarlo::OpParams::Dense { w, .. } = &mut params[l][0] {
-            *w *= factor;
-        }
-    }
-    let t1 = montecarlo::forward(&net, &params, x);
-    let o1 = montecarlo::outcome(&net, &params, &t1, Estimator::Exact, &mut rng);
-    let diff = (o1.log_gsc_to_output[0] - o0.log_gsc_to_output[0])
-        .abs()
-        .max((o1.log_gsc_from_input[2] - o0.log_gsc_from_input[2]).abs());
+    let (diff, norm_ratio) = crate::verify::sampled::rescaling_invariance(&net, o.seed + 12, 1, a)?;
     Ok(Evidence::equality(
         0.0,
         diff,
@@ -292,7 +254,7 @@ fn scale_invariance(o: &AuditOptions) -> Result<Evidence> {
         1e-10,
         format!(
             "relu net width 50: layer 2 weights x{a}, layer 3 x1/{a}: max change of ln GSC(L, 0), ln GSC(2, 0) = {diff:.2e} (round-off bound 1e-10), while ||f_2|| changed by x{:.3}",
-            (t1.outputs[2].norm() / t0.outputs[2].norm())
+            norm_ratio
         ),
     ))
 }

@@ -3,6 +3,7 @@
 //! each other; they meet only here. Method: theory/verification.md.
 
 pub mod finite;
+pub mod sampled;
 
 use crate::arch::Network;
 use crate::montecarlo::Measurement;
