@@ -415,10 +415,7 @@ fn finite_width(o: &FigureOptions) -> Result<Figure> {
 /// network, (ln GSC(L, l0) - ln GSC(L, l1)) / (l1 - l0), which cancels both ends' transients (the input layer
 /// and the top-of-Jacobian factor); mean and standard error over networks.
 fn bn_rate(o: &FigureOptions) -> Result<Figure> {
-    use crate::montecarlo::{run_sample, sample_rng};
-    use crate::stats::Summary;
     use crate::theory::norm::batch_norm_rate;
-    use rayon::prelude::*;
     let (width, depth, l0, l1) = (100, 16, 2, 12);
     let batches: Vec<usize> = if o.quick {
         vec![4, 16, 64]
@@ -480,21 +477,15 @@ fn bn_rate(o: &FigureOptions) -> Result<Figure> {
                 ],
             };
             let seed = o.seed + (100 * c + j) as u64;
-            let rates: Vec<f64> = (0..samples)
-                .into_par_iter()
-                .filter_map(|i| {
-                    let out = run_sample(
-                        &net,
-                        &mut sample_rng(seed, i as u64),
-                        Estimator::Probes(probes),
-                    );
-                    out.usable().then(|| {
-                        (out.log_gsc_to_output[l0] - out.log_gsc_to_output[l1]) / (l1 - l0) as f64
-                    })
-                })
-                .collect();
-            let s = Summary::of(&rates)
-                .ok_or_else(|| Error::Unsupported("bn-rate: no non-degenerate samples".into()))?;
+            let s = crate::verify::sampled::rate_between(
+                &net,
+                samples,
+                seed,
+                Estimator::Probes(probes),
+                l0,
+                l1,
+            )
+            .map_err(|e| Error::Unsupported(format!("bn-rate: {e}")))?;
             pts.push((b as f64, s.mean.exp()));
             bars.push((
                 (s.mean - Z95 * s.stderr).exp(),
