@@ -200,6 +200,13 @@ impl NetArgs {
     }
 }
 
+/// The distribution of probe vectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProbeDist {
+    Rademacher,
+    Gaussian,
+}
+
 /// Monte Carlo flags.
 #[derive(Args, Debug, Clone)]
 pub struct McArgs {
@@ -211,9 +218,13 @@ pub struct McArgs {
     /// Seed: the same seed gives the same numbers, whatever the thread count.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Estimate ||J||_F^2 with this many Gaussian probe vectors instead of the exact Jacobian (for wide networks).
+    /// Estimate ||J||_F^2 with this many probe vectors instead of the exact Jacobian (for wide networks).
     #[arg(long, value_parser = positive_usize, allow_hyphen_values = true)]
     pub probes: Option<usize>,
+    /// Probe distribution for --probes: rademacher (entries +-1; about half the variance of gaussian for
+    /// these Jacobians, theory/monte-carlo.md) or gaussian.
+    #[arg(long = "probe-dist", value_enum, default_value_t = ProbeDist::Rademacher)]
+    pub probe_dist: ProbeDist,
     /// A given network: every sample uses these weights (a safetensors file, tensors named by the
     /// architecture file's ops or by default `layers.L.K.weight`; see theory/checkpoints.md) and only the
     /// inputs vary.
@@ -229,9 +240,10 @@ impl McArgs {
         McOptions {
             samples: self.samples.unwrap_or(200),
             seed: self.seed,
-            estimator: match self.probes {
-                Some(p) => Estimator::Probes(p),
-                None => Estimator::Exact,
+            estimator: match (self.probes, self.probe_dist) {
+                (Some(p), ProbeDist::Rademacher) => Estimator::Probes(p),
+                (Some(p), ProbeDist::Gaussian) => Estimator::GaussianProbes(p),
+                (None, _) => Estimator::Exact,
             },
         }
     }

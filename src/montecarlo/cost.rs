@@ -45,7 +45,7 @@ fn jacobian_columns(net: &Network, estimator: Estimator) -> (f64, f64) {
     let nl = *net.widths().last().expect("validated") as f64;
     match estimator {
         Estimator::Exact => (bj * bj * n0, bj * bj * nl),
-        Estimator::Probes(p) => (bj * p as f64, bj * p as f64),
+        Estimator::Probes(p) | Estimator::GaussianProbes(p) => (bj * p as f64, bj * p as f64),
     }
 }
 

@@ -3,7 +3,7 @@
 //! ||J_s||_F, ||alpha J_rho||_F and tr(J_s^T alpha J_rho), over the same batch map as the GSC. Kept out of
 //! the ordinary `simulate` path: it reruns each block's branch (theory/pythagorean.md).
 
-use super::ops::{gaussian_matrix, OpParams, Sample};
+use super::ops::{gaussian_matrix, rademacher_matrix, OpParams, Sample};
 use super::sample::{draw_input, draw_params, forward_rescaled, jacobian_batch};
 use super::{sample_rng, Estimator, McOptions};
 use crate::arch::{Network, Op};
@@ -128,13 +128,16 @@ pub fn sample_blocks(
                     m
                 })
                 .collect(),
-            Estimator::Probes(p) => (0..bj).map(|_| gaussian_matrix(n, p, 1.0, rng)).collect(),
+            Estimator::Probes(p) => (0..bj).map(|_| rademacher_matrix(n, p, rng)).collect(),
+            Estimator::GaussianProbes(p) => {
+                (0..bj).map(|_| gaussian_matrix(n, p, 1.0, rng)).collect()
+            }
         };
         let cols = t[0].ncols() as f64;
         // Probe columns are unit-variance directions: sums over them estimate traces times P.
         let scale = match estimator {
             Estimator::Exact => 1.0,
-            Estimator::Probes(_) => 1.0 / cols,
+            Estimator::Probes(_) | Estimator::GaussianProbes(_) => 1.0 / cols,
         };
         let mut tr = t.clone();
         for ((op, p), c) in r.branch.iter().zip(branch).zip(&caches) {
@@ -172,7 +175,7 @@ pub fn pythagorean(net: &Network, opts: &McOptions) -> Result<Vec<BlockMeasureme
     if opts.samples < 2 {
         return Err(Error::param("--samples", opts.samples, "an integer >= 2"));
     }
-    if let Estimator::Probes(p) = opts.estimator {
+    if let Some(p) = opts.estimator.probes() {
         if p < 1 {
             return Err(Error::param("--probes", p, "an integer >= 1"));
         }

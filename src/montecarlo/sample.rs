@@ -1,6 +1,6 @@
 //! One sampled network: parameters, forward pass, and the two Jacobian families.
 
-use super::ops::{gaussian_matrix, OpCache, OpParams, Sample};
+use super::ops::{gaussian_matrix, rademacher_matrix, OpCache, OpParams, Sample};
 use super::Estimator;
 use crate::arch::{Network, Op};
 use nalgebra::DMatrix;
@@ -161,7 +161,8 @@ fn start_blocks(
                 m
             })
             .collect(),
-        Estimator::Probes(p) => (0..bj).map(|_| gaussian_matrix(n, p, 1.0, rng)).collect(),
+        Estimator::Probes(p) => (0..bj).map(|_| rademacher_matrix(n, p, rng)).collect(),
+        Estimator::GaussianProbes(p) => (0..bj).map(|_| gaussian_matrix(n, p, 1.0, rng)).collect(),
     }
 }
 
@@ -182,7 +183,7 @@ fn sum_squares(v: &[f64]) -> f64 {
 fn frob(blocks: &[DMatrix<f64>], estimator: Estimator) -> (f64, f64) {
     match estimator {
         Estimator::Exact => (blocks.iter().map(|m| sum_squares(m.as_slice())).sum(), 0.0),
-        Estimator::Probes(p) => {
+        Estimator::Probes(p) | Estimator::GaussianProbes(p) => {
             let per: Vec<f64> = (0..p)
                 .map(|c| blocks.iter().map(|m| m.column(c).norm_squared()).sum())
                 .collect();
