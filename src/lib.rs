@@ -8,6 +8,7 @@
 pub mod arch;
 pub mod bench;
 pub mod claims;
+pub mod depth;
 pub mod error;
 pub mod gauss;
 pub mod montecarlo;
