@@ -51,6 +51,18 @@ fn perturb(p: &OpParams, eps: f64, rng: &mut impl Rng) -> OpParams {
             b: b + DVector::from_fn(b.len(), |_, _| eps * rng.sample::<f64, _>(StandardNormal)),
         },
         OpParams::None => OpParams::None,
+        OpParams::Norm { scale, shift, .. } => OpParams::Norm {
+            scale: scale
+                + DVector::from_fn(scale.len(), |_, _| {
+                    eps * rng.sample::<f64, _>(StandardNormal)
+                }),
+            shift: shift
+                + DVector::from_fn(shift.len(), |_, _| {
+                    eps * rng.sample::<f64, _>(StandardNormal)
+                }),
+            running_mean: None,
+            running_var: None,
+        },
         OpParams::Residual { skip, branch } => OpParams::Residual {
             skip: skip
                 .as_ref()
@@ -80,6 +92,26 @@ fn blend(init: &NetParams, changed: &NetParams, scale: f64) -> NetParams {
                     .zip(skip.as_ref())
                     .map(|(q0, q)| q0 + (q - q0) * s),
                 branch: b0.iter().zip(branch).map(|(x, y)| one(x, y, s)).collect(),
+            },
+            (
+                OpParams::Norm {
+                    scale: s0,
+                    shift: h0,
+                    ..
+                },
+                OpParams::Norm { scale, shift, .. },
+            ) => OpParams::Norm {
+                scale: s0 + (scale - s0) * s,
+                shift: h0 + (shift - h0) * s,
+                running_mean: None,
+                running_var: None,
+            },
+            // A norm op without parameters is scale 1, shift 0.
+            (OpParams::None, OpParams::Norm { scale, shift, .. }) => OpParams::Norm {
+                scale: scale.map(|v| 1.0 + (v - 1.0) * s),
+                shift: shift * s,
+                running_mean: None,
+                running_var: None,
             },
             _ => OpParams::None,
         }
@@ -395,8 +427,19 @@ fn param_jvp_matches_central_differences() {
             },
         ],
     };
-    let init = draw_params(&net, &mut rng);
-    let changed = perturb_layers(&init, &[1, 2], 1.0, &mut rng);
+    let mut init = draw_params(&net, &mut rng);
+    // A learned affine on the layer norm at both ends; the batch norm has none at init and one after.
+    let affine = |rng: &mut rand_xoshiro::Xoshiro256PlusPlus| OpParams::Norm {
+        scale: DVector::from_fn(6, |_, _| 1.0 + 0.3 * rng.sample::<f64, _>(StandardNormal)),
+        shift: DVector::from_fn(6, |_, _| 0.3 * rng.sample::<f64, _>(StandardNormal)),
+        running_mean: None,
+        running_var: None,
+    };
+    init[0][1] = affine(&mut rng);
+    let mut changed = perturb_layers(&init, &[1, 2], 1.0, &mut rng);
+    if let OpParams::Residual { branch, .. } = &mut changed[1][0] {
+        branch[1] = affine(&mut rng);
+    }
     let x = gaussian(5, 4, 1.0, &mut rng);
     let run = |p: &NetParams| forward(&net, p, x.clone()).outputs[2].clone();
     let h = 1e-5;

@@ -96,9 +96,33 @@ pub struct NetArgs {
 
 impl NetArgs {
     pub fn network(&self) -> Result<Network> {
+        self.network_named().map(|(n, _)| n)
+    }
+
+    /// The network and the checkpoint tensor names its architecture file gives (none with the flags).
+    pub fn network_named(&self) -> Result<(Network, gradscale::arch::ParamNames)> {
         if let Some(path) = &self.arch {
-            return gradscale::arch::load_file(path);
+            let (mut net, names) = gradscale::arch::load_file_named(path)?;
+            if let Some(p) = &self.input_file {
+                let data = gradscale::arch::InputData::load(p)?;
+                if data.dim() != net.input.width {
+                    return Err(gradscale::Error::File {
+                        path: data.path.clone(),
+                        message: format!(
+                            "rows have {} values, the architecture's input width is {}",
+                            data.dim(),
+                            net.input.width
+                        ),
+                    });
+                }
+                net.input.data = Some(data);
+            }
+            return Ok((net, names));
         }
+        Ok((self.flag_network()?, Default::default()))
+    }
+
+    fn flag_network(&self) -> Result<Network> {
         let sigma_w2 = self
             .sigma_w2
             .unwrap_or_else(|| MlpSpec::default_sigma_w2(self.act));
@@ -133,15 +157,22 @@ impl NetArgs {
 /// Monte Carlo flags.
 #[derive(Args, Debug, Clone)]
 pub struct McArgs {
-    /// Number of sampled networks (each with its own weights and input).
-    #[arg(long, default_value_t = 200, value_parser = positive_usize, allow_hyphen_values = true)]
-    pub samples: usize,
+    /// Number of sampled networks (each with its own weights and input) [default: 200]. With --weights and
+    /// input rows (--input-file, or data in the architecture file): the first N batches of rows, in file
+    /// order [default: every row once].
+    #[arg(long, value_parser = positive_usize, allow_hyphen_values = true)]
+    pub samples: Option<usize>,
     /// Seed: the same seed gives the same numbers, whatever the thread count.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Estimate ||J||_F^2 with this many Gaussian probe vectors instead of the exact Jacobian (for wide networks).
     #[arg(long, value_parser = positive_usize, allow_hyphen_values = true)]
     pub probes: Option<usize>,
+    /// A given network: every sample uses these weights (a safetensors file, tensors named by the
+    /// architecture file's ops or by default `layers.L.K.weight`; see theory/checkpoints.md) and only the
+    /// inputs vary.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
     /// Worker threads (default: all cores). Results do not depend on it.
     #[arg(long, value_parser = positive_usize, allow_hyphen_values = true)]
     pub threads: Option<usize>,
@@ -150,7 +181,7 @@ pub struct McArgs {
 impl McArgs {
     pub fn options(&self) -> McOptions {
         McOptions {
-            samples: self.samples,
+            samples: self.samples.unwrap_or(200),
             seed: self.seed,
             estimator: match self.probes {
                 Some(p) => Estimator::Probes(p),

@@ -94,6 +94,18 @@ fn check_ops(
                 n = d.width;
             }
             (Op::Act(_) | Op::LayerNorm { .. } | Op::BatchNorm { .. }, OpParams::None) => {}
+            (Op::LayerNorm { .. } | Op::BatchNorm { .. }, OpParams::Norm { scale, shift, .. }) => {
+                if scale.len() != n || shift.len() != n {
+                    return Err(format!(
+                        "{here}: scale/shift have lengths {}/{}, expected {n}",
+                        scale.len(),
+                        shift.len()
+                    ));
+                }
+                if !scale.iter().chain(shift.iter()).all(|v| v.is_finite()) {
+                    return Err(format!("{here}: scale or shift has a non-finite value"));
+                }
+            }
             (Op::Residual(r), OpParams::Residual { skip, branch }) => {
                 match (r.skip, skip) {
                     (Skip::Identity, None) => {}

@@ -5,9 +5,9 @@
 //! other rules in `ops.rs` but built on them (the input part is `Sample::jvp`).
 
 use super::gemm;
-use super::ops::{OpParams, Sample};
+use super::ops::{OpCache, OpParams, Sample};
 use crate::arch::Op;
-use nalgebra::DMatrix;
+use nalgebra::{DMatrix, DVector};
 
 /// pt - p0, op by op; `None` when the two do not have the same structure and shapes.
 pub fn param_diff(pt: &OpParams, p0: &OpParams) -> Option<OpParams> {
@@ -25,7 +25,35 @@ pub fn param_diff(pt: &OpParams, p0: &OpParams) -> Option<OpParams> {
                 b: bt - b0,
             })
         }
-        OpParams::None => matches!(p0, OpParams::None).then_some(OpParams::None),
+        OpParams::None => match p0 {
+            OpParams::None => Some(OpParams::None),
+            // No parameters mean scale 1 and shift 0.
+            OpParams::Norm { scale, shift, .. } => Some(norm_diff(
+                &DVector::from_element(scale.len(), 1.0),
+                &DVector::zeros(shift.len()),
+                scale,
+                shift,
+            )),
+            _ => None,
+        },
+        OpParams::Norm {
+            scale: st,
+            shift: ht,
+            ..
+        } => match p0 {
+            OpParams::None => Some(norm_diff(
+                st,
+                ht,
+                &DVector::from_element(st.len(), 1.0),
+                &DVector::zeros(ht.len()),
+            )),
+            OpParams::Norm {
+                scale: s0,
+                shift: h0,
+                ..
+            } if s0.len() == st.len() && h0.len() == ht.len() => Some(norm_diff(st, ht, s0, h0)),
+            _ => None,
+        },
         OpParams::Residual {
             skip: st,
             branch: bt,
@@ -55,11 +83,28 @@ pub fn param_diff(pt: &OpParams, p0: &OpParams) -> Option<OpParams> {
     }
 }
 
+/// The change of a norm op's learned affine map (running statistics are not parameters of the map the
+/// engines compute: they use batch statistics).
+fn norm_diff(
+    st: &DVector<f64>,
+    ht: &DVector<f64>,
+    s0: &DVector<f64>,
+    h0: &DVector<f64>,
+) -> OpParams {
+    OpParams::Norm {
+        scale: st - s0,
+        shift: ht - h0,
+        running_mean: None,
+        running_var: None,
+    }
+}
+
 /// Sum of squares of every parameter (0 for parameter-free ops).
 pub fn param_sq_norm(p: &OpParams) -> f64 {
     match p {
         OpParams::Dense { w, b } => w.norm_squared() + b.norm_squared(),
         OpParams::None => 0.0,
+        OpParams::Norm { scale, shift, .. } => scale.norm_squared() + shift.norm_squared(),
         OpParams::Residual { skip, branch } => {
             skip.as_ref().map_or(0.0, |q| q.norm_squared())
                 + branch.iter().map(param_sq_norm).sum::<f64>()
@@ -131,6 +176,28 @@ pub fn param_jvp(
                 .map(|(a, b)| a + b * r.alpha)
                 .collect();
             (s + h * r.alpha, tangent)
+        }
+        // z = scale y + shift: dz = J_x t + dscale y + dshift, y the normalised input (in the cache).
+        (
+            Op::LayerNorm { .. } | Op::BatchNorm { .. },
+            _,
+            OpParams::Norm {
+                scale: ds,
+                shift: dh,
+                ..
+            },
+        ) => {
+            let (out, cache) = op.forward(p, x);
+            let OpCache::Norm { y, .. } = &cache else {
+                unreachable!("a norm op caches its normalised output")
+            };
+            let mut extra = y.clone();
+            for mut col in extra.column_iter_mut() {
+                col.component_mul_assign(ds);
+                col += dh;
+            }
+            let t = op.jvp(p, &cache, t);
+            (out, add_columns(t, &extra))
         }
         // Parameter-free ops: only the input part.
         (_, _, OpParams::None) => {
