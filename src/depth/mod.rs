@@ -269,3 +269,9 @@ pub(crate) fn gaussian_blocks(
         })
         .collect()
 }
+
+/// Rows (one example each, as data readers return them) as columns, the layout every engine takes.
+pub fn to_columns(rows: &[Vec<f64>]) -> DMatrix<f64> {
+    let n = rows.first().map_or(0, Vec::len);
+    DMatrix::from_fn(n, rows.len(), |i, b| rows[b][i])
+}
