@@ -2,7 +2,7 @@
 
 use super::fmt;
 use super::residual::GivenArgs;
-use gradscale::depth::paths::PROFILE_FRACTION;
+use gradscale::depth::paths::{PROFILE_FRACTION, TRUNCATION_LIMIT};
 use gradscale::depth::taylor::{effective_depth, Labelled, DEFAULT_TAU};
 use gradscale::Result;
 use serde_json::json;
@@ -114,5 +114,12 @@ pub fn run(a: &Args) -> Result<String> {
         fmt(p.truncation),
         100.0 * p.truncation_rel
     );
+    if !p.describes && p.change > 0.0 {
+        let _ = writeln!(
+            s,
+            "note: the truncation exceeds {:.0}% of the change: the first-order path expansion does not describe this network, and its profile depth says nothing about it",
+            100.0 * TRUNCATION_LIMIT
+        );
+    }
     Ok(s)
 }

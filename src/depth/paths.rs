@@ -84,7 +84,13 @@ pub struct PathProfile {
     pub truncation_rel: f64,
     /// Smallest lambda holding 90% of sum_lambda c_lambda (`None` when nothing changed).
     pub depth90: Option<usize>,
+    /// truncation_rel <= TRUNCATION_LIMIT: the expansion describes the output change, so its profile
+    /// (and depth90) says something about the network.
+    pub describes: bool,
 }
+
+/// Largest relative truncation error at which the path profile is taken to describe the network.
+pub const TRUNCATION_LIMIT: f64 = 0.1;
 
 /// Fraction of sum c_lambda the path-profile depth holds.
 pub const PROFILE_FRACTION: f64 = 0.9;
@@ -169,6 +175,7 @@ pub fn path_expansion(
         .map(|v| v.sqrt())
         .collect();
     let means: Vec<f64> = c.iter().map(|s| s.mean).collect();
+    let truncation_rel = if change > 0.0 { trunc / change } else { 0.0 };
     Ok(PathProfile {
         examples: bsz,
         depth90: profile_depth(&means, PROFILE_FRACTION),
@@ -178,6 +185,7 @@ pub fn path_expansion(
         gains,
         change,
         truncation: trunc,
-        truncation_rel: if change > 0.0 { trunc / change } else { 0.0 },
+        truncation_rel,
+        describes: truncation_rel <= TRUNCATION_LIMIT,
     })
 }
