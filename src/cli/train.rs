@@ -62,6 +62,7 @@ pub enum SplitName {
 #[derive(Clone, Copy, Debug, clap::ValueEnum, Serialize, Deserialize, PartialEq)]
 pub enum StdName {
     Feature,
+    Global,
     None,
 }
 
@@ -85,9 +86,9 @@ pub struct DataArgs {
     /// the test set) or `none` (train on every row).
     #[arg(long, value_enum, default_value = "fixed")]
     pub split: SplitName,
-    /// Input standardisation: `feature` (z-score each feature with the training rows' mean and standard
-    /// deviation) or `none` (values as they are).
-    #[arg(long, value_enum, default_value = "feature")]
+    /// Input standardisation with the training rows' statistics: `global` (one mean and standard deviation
+    /// over all values, as for pixels), `feature` (a z-score per feature) or `none` (values as they are).
+    #[arg(long, value_enum, default_value = "global")]
     pub standardize: StdName,
 }
 
@@ -106,6 +107,7 @@ impl DataArgs {
             },
             match self.standardize {
                 StdName::Feature => Standardize::Feature,
+                StdName::Global => Standardize::Global,
                 StdName::None => Standardize::None,
             },
         )

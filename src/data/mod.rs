@@ -212,6 +212,9 @@ pub enum Standardize {
     /// Per feature: subtract the training rows' mean, divide by their standard deviation (features that are
     /// constant on the training rows are only centred). The test rows use the training statistics.
     Feature,
+    /// One mean and one standard deviation over every value of the training rows (the usual choice for
+    /// pixels: a per-feature z-score blows up pixels that are almost always blank in training).
+    Global,
     None,
 }
 
@@ -312,6 +315,18 @@ pub fn prepare(
                     train.dim()
                 ),
             });
+        }
+    }
+    if standardize == Standardize::Global {
+        let vals = train.x.iter().flatten();
+        let n = (train.len() * train.dim()) as f64;
+        let mean = vals.clone().sum::<f64>() / n;
+        let var = vals.map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+        let sd = if var > 0.0 { var.sqrt() } else { 1.0 };
+        for ds in std::iter::once(&mut train).chain(test.as_mut()) {
+            for r in ds.x.iter_mut() {
+                r.iter_mut().for_each(|v| *v = (*v - mean) / sd);
+            }
         }
     }
     if standardize == Standardize::Feature {
