@@ -624,3 +624,103 @@ fn bad_input_is_one_clear_error() {
         .to_string();
     assert!(e.contains("feature count"), "{e}");
 }
+
+fn gradscale(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gradscale"))
+        .args(args)
+        .output()
+        .expect("run gradscale")
+}
+
+#[test]
+fn cli_reports_mismatched_checkpoints_bad_tau_and_untrained_nets_in_one_line() {
+    let dir = std::env::temp_dir().join(format!("gradscale-depth-cli-{}", std::process::id()));
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    for (out, width) in [(&a, "8"), (&b, "9")] {
+        let o = gradscale(&[
+            "train",
+            "--act",
+            "tanh",
+            "--width",
+            width,
+            "--depth",
+            "1",
+            "--data",
+            "digits",
+            "--epochs",
+            "1",
+            "--seed",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let p = |d: &std::path::Path, f: &str| d.join(f).to_str().unwrap().to_string();
+    let (arch, init) = (p(&a, "arch.toml"), p(&a, "init.safetensors"));
+    let other = p(&b, "trained.safetensors");
+    let o = gradscale(&[
+        "effective-depth",
+        "--arch",
+        &arch,
+        "--init",
+        &init,
+        "--trained",
+        &other,
+        "--samples",
+        "20",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("trained.safetensors"), "{err}");
+    assert!(o.stdout.is_empty());
+    for tau in ["0", "1", "-0.1"] {
+        let o = gradscale(&[
+            "effective-depth",
+            "--arch",
+            &arch,
+            "--init",
+            &init,
+            "--trained",
+            &init,
+            "--tau",
+            tau,
+        ]);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&o.stderr).starts_with("error: --tau:"));
+    }
+    let o = gradscale(&[
+        "residual",
+        "--arch",
+        &arch,
+        "--init",
+        &init,
+        "--trained",
+        &init,
+        "--samples",
+        "20",
+    ]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("nothing was trained") && !out.contains("NaN"),
+        "{out}"
+    );
+    let o = gradscale(&[
+        "effective-depth",
+        "--arch",
+        &arch,
+        "--init",
+        &init,
+        "--trained",
+        &init,
+        "--samples",
+        "50",
+        "--json",
+    ]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["report"]["d_eff"].is_null());
+    let _ = std::fs::remove_dir_all(&dir);
+}
