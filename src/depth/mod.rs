@@ -242,7 +242,7 @@ pub(crate) fn layer_jvp(
 /// each its own Jacobian.
 pub(crate) fn chunks(net: &Network, n: usize) -> Vec<Range<usize>> {
     if net.batch_coupled() {
-        vec![0..n]
+        std::iter::once(0..n).collect()
     } else {
         (0..n)
             .step_by(CHUNK)

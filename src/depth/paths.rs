@@ -52,7 +52,7 @@ pub fn closed_form_profile(gains: &[LayerGains]) -> Vec<f64> {
 /// when the profile is all zero (nothing changed).
 pub fn profile_depth(c: &[f64], fraction: f64) -> Option<usize> {
     let total: f64 = c.iter().sum();
-    if !(total > 0.0) {
+    if total.is_nan() || total <= 0.0 {
         return None;
     }
     let mut acc = 0.0;
