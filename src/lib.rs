@@ -10,6 +10,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod claims;
 pub mod data;
+pub mod depth;
 pub mod error;
 pub mod gauss;
 pub mod montecarlo;

@@ -7,11 +7,13 @@ mod bench;
 mod blocks;
 mod check;
 mod collapse;
+mod effective_depth;
 mod diagnose;
 mod finite;
 mod phase;
 mod plot;
 mod predict;
+mod residual;
 mod simulate;
 mod train;
 
@@ -70,6 +72,10 @@ enum Command {
     Phase(phase::Args),
     /// Train a network on a data set (digits embedded, Fashion-MNIST, CSV, .npy, IDX): writes init/trained safetensors checkpoints, the architecture file that reloads them, and log.json with loss, error and ln GSC on training data over training.
     Train(train::Args),
+    /// The residual trick on a trained network: each layer = its initial version (skip) + the change (residual); per layer the dilution k, GSC of skip, residual and trained layer, the Pythagorean prediction and its cross terms, on data.
+    Residual(residual::Args),
+    /// Effective depth of a trained network: train/test error with the top m layers replaced by their first-order Taylor expansion in the parameters, d_eff(tau), and the path-length profile beside it.
+    EffectiveDepth(effective_depth::Args),
 }
 
 /// Set by a command that ran and printed its output but whose result is a failure (an audit that
@@ -119,6 +125,8 @@ pub fn main() -> i32 {
         Command::Collapse(a) => collapse::run(&a),
         Command::Phase(a) => phase::run(&a),
         Command::Train(a) => train::run(&a),
+        Command::Residual(a) => residual::run(&a),
+        Command::EffectiveDepth(a) => effective_depth::run(&a),
     };
     match result {
         Ok(text) => {

@@ -12,6 +12,7 @@ pub mod gemm;
 pub mod isometry;
 mod normal;
 mod ops;
+pub mod param_jvp;
 pub mod pythagorean;
 mod sample;
 

@@ -193,25 +193,31 @@ pub fn pythagorean(net: &Network, opts: &McOptions) -> Result<Vec<BlockMeasureme
             sample_blocks(net, &mut rng, opts.estimator)
         })
         .collect();
-    let ok = |v: f64| v.is_finite();
     Ok(layers
         .iter()
         .enumerate()
         .map(|(j, &layer)| {
-            let summ = |f: &dyn Fn(&BlockSums) -> f64| {
-                let xs: Vec<f64> = per.iter().map(|s| f(&s[j])).filter(|v| ok(*v)).collect();
-                Summary::of(&xs).unwrap_or(Summary::EMPTY)
-            };
-            BlockMeasurement {
-                layer,
-                log_k: summ(&|b| b.k().ln()),
-                log_gsc_skip: summ(&|b| b.gsc_skip().ln()),
-                log_gsc_branch: summ(&|b| b.gsc_branch().ln()),
-                log_gsc_block: summ(&|b| b.gsc_block().ln()),
-                pythagorean_error: summ(&|b| b.gsc_block().ln() - b.gsc_block_pythagorean().ln()),
-                cos_length: summ(&|b| b.cos_length()),
-                cos_jacobian: summ(&|b| b.cos_jacobian()),
-            }
+            let sums: Vec<BlockSums> = per.iter().map(|s| s[j]).collect();
+            summarise(layer, &sums)
         })
         .collect())
+}
+
+/// Aggregates one block's per-sample sums; a statistic that is not finite on a sample (a vanishing branch
+/// makes k infinite) is left out of that statistic's summary, whose `n` then says so.
+pub fn summarise(layer: usize, sums: &[BlockSums]) -> BlockMeasurement {
+    let summ = |f: &dyn Fn(&BlockSums) -> f64| {
+        let xs: Vec<f64> = sums.iter().map(f).filter(|v| v.is_finite()).collect();
+        Summary::of(&xs).unwrap_or(Summary::EMPTY)
+    };
+    BlockMeasurement {
+        layer,
+        log_k: summ(&|b| b.k().ln()),
+        log_gsc_skip: summ(&|b| b.gsc_skip().ln()),
+        log_gsc_branch: summ(&|b| b.gsc_branch().ln()),
+        log_gsc_block: summ(&|b| b.gsc_block().ln()),
+        pythagorean_error: summ(&|b| b.gsc_block().ln() - b.gsc_block_pythagorean().ln()),
+        cos_length: summ(&|b| b.cos_length()),
+        cos_jacobian: summ(&|b| b.cos_jacobian()),
+    }
 }
