@@ -422,7 +422,10 @@ fn input_vectors_from_csv_and_npy() {
         let cos = |a: &[f64; 4], b: &[f64; 4]| dot(a, b) / (dot(a, a) * dot(b, b)).sqrt();
         let want =
             (cos(&rows[0], &rows[1]) + cos(&rows[0], &rows[2]) + cos(&rows[1], &rows[2])) / 3.0;
-        assert!((want - c0).abs() > 1e-3, "rows of unequal norms make the two differ");
+        assert!(
+            (want - c0).abs() > 1e-3,
+            "rows of unequal norms make the two differ"
+        );
         let p = predict_collapse(&net, None).unwrap();
         assert!((p.layers[0].c - want).abs() < 1e-14);
         // The batch is the whole file (3 of 3 vectors), so the measured input cosine is exact.

@@ -254,22 +254,6 @@ pub(crate) fn chunks(net: &Network, n: usize) -> Vec<Range<usize>> {
 /// Examples whose exact Jacobians are in memory at once (n x n each).
 const CHUNK: usize = 32;
 
-/// `count` blocks of n x p standard Gaussian probes.
-pub(crate) fn gaussian_blocks(
-    n: usize,
-    p: usize,
-    count: usize,
-    rng: &mut dyn rand::RngCore,
-) -> Vec<DMatrix<f64>> {
-    (0..count)
-        .map(|_| {
-            let mut m = DMatrix::zeros(n, p);
-            crate::montecarlo::fill_normal(m.as_mut_slice(), rng.next_u64(), 1.0);
-            m
-        })
-        .collect()
-}
-
 /// Rows (one example each, as data readers return them) as columns, the layout every engine takes.
 pub fn to_columns(rows: &[Vec<f64>]) -> DMatrix<f64> {
     let n = rows.first().map_or(0, Vec::len);

@@ -3,9 +3,7 @@
 //! skip i_l. Measured on the trained net's own layer inputs f_{l-1}, with the block quantities of
 //! `montecarlo::pythagorean` (dilution k, GSC of skip, residual and whole layer, cross terms).
 
-use super::{
-    check_inputs, check_pair, chunks, gaussian_blocks, layer_forward, layer_jvp, DepthOptions,
-};
+use super::{check_inputs, check_pair, chunks, layer_forward, layer_jvp, DepthOptions};
 use crate::arch::{Layer, Network};
 use crate::error::Result;
 use crate::montecarlo::pythagorean::{summarise, BlockMeasurement, BlockSums};
@@ -75,11 +73,13 @@ pub(crate) fn layer_sums(
                 m
             })
             .collect(),
-        Estimator::Probes(p) => gaussian_blocks(n, p, bsz, rng),
+        Estimator::Probes(_) | Estimator::GaussianProbes(_) => {
+            crate::montecarlo::probe_blocks(n, bsz, estimator, rng)
+        }
     };
     let scale = match estimator {
         Estimator::Exact => 1.0,
-        Estimator::Probes(p) => 1.0 / p as f64,
+        Estimator::Probes(p) | Estimator::GaussianProbes(p) => 1.0 / p as f64,
     };
     let ji = layer_jvp(layer, p0, &c0, t.clone());
     let jt = layer_jvp(layer, pt, &ct, t);

@@ -77,6 +77,25 @@ impl Default for McOptions {
     }
 }
 
+/// `count` blocks of n x P probe directions for a probe estimator (Rademacher or Gaussian entries, see
+/// [`Estimator`]); none for exact Jacobians.
+pub fn probe_blocks(
+    n: usize,
+    count: usize,
+    estimator: Estimator,
+    rng: &mut dyn rand::RngCore,
+) -> Vec<nalgebra::DMatrix<f64>> {
+    match estimator {
+        Estimator::Exact => Vec::new(),
+        Estimator::Probes(p) => (0..count)
+            .map(|_| ops::rademacher_matrix(n, p, rng))
+            .collect(),
+        Estimator::GaussianProbes(p) => (0..count)
+            .map(|_| ops::gaussian_matrix(n, p, 1.0, rng))
+            .collect(),
+    }
+}
+
 /// The generator of sample `index` under `seed`: a SplitMix64-style mix of both, so nearby seeds and
 /// indices give unrelated streams.
 pub fn sample_rng(seed: u64, index: u64) -> Xoshiro256PlusPlus {

@@ -3,7 +3,7 @@
 //! ||J_s||_F, ||alpha J_rho||_F and tr(J_s^T alpha J_rho), over the same batch map as the GSC. Kept out of
 //! the ordinary `simulate` path: it reruns each block's branch (theory/pythagorean.md).
 
-use super::ops::{gaussian_matrix, rademacher_matrix, OpParams, Sample};
+use super::ops::{OpParams, Sample};
 use super::sample::{draw_input, draw_params, forward_rescaled, jacobian_batch};
 use super::{sample_rng, Estimator, McOptions};
 use crate::arch::{Network, Op};
@@ -128,9 +128,8 @@ pub fn sample_blocks(
                     m
                 })
                 .collect(),
-            Estimator::Probes(p) => (0..bj).map(|_| rademacher_matrix(n, p, rng)).collect(),
-            Estimator::GaussianProbes(p) => {
-                (0..bj).map(|_| gaussian_matrix(n, p, 1.0, rng)).collect()
+            Estimator::Probes(_) | Estimator::GaussianProbes(_) => {
+                super::probe_blocks(n, bj, estimator, rng)
             }
         };
         let cols = t[0].ncols() as f64;

@@ -1,6 +1,6 @@
 //! One sampled network: parameters, forward pass, and the two Jacobian families.
 
-use super::ops::{gaussian_matrix, rademacher_matrix, OpCache, OpParams, Sample};
+use super::ops::{gaussian_matrix, OpCache, OpParams, Sample};
 use super::Estimator;
 use crate::arch::{Network, Op};
 use nalgebra::DMatrix;
@@ -161,8 +161,9 @@ fn start_blocks(
                 m
             })
             .collect(),
-        Estimator::Probes(p) => (0..bj).map(|_| rademacher_matrix(n, p, rng)).collect(),
-        Estimator::GaussianProbes(p) => (0..bj).map(|_| gaussian_matrix(n, p, 1.0, rng)).collect(),
+        Estimator::Probes(_) | Estimator::GaussianProbes(_) => {
+            super::probe_blocks(n, bj, estimator, rng)
+        }
     }
 }
 
