@@ -1,5 +1,5 @@
 use super::args::positive_usize;
-use gradscale::bench::{self, CaseResult, Peak};
+use gradscale::bench::{self, CaseResult, FmaPeak, Peak};
 use gradscale::Result;
 use serde_json::json;
 use std::fmt::Write;
@@ -37,6 +37,13 @@ pub fn run(a: &Args) -> Result<String> {
     } else {
         peak1.clone()
     };
+    // The physical reference: vector FMA throughput on the same thread counts, measured in this run.
+    let fma1 = bench::fma_peak(1, 0.5);
+    let fma_n = if threads > 1 {
+        bench::fma_peak(threads, 0.75)
+    } else {
+        fma1.clone()
+    };
     let cases = if a.grid_only {
         vec![]
     } else if a.quick {
@@ -47,7 +54,7 @@ pub fn run(a: &Args) -> Result<String> {
     let mut results: Vec<CaseResult> = Vec::new();
     for c in &cases {
         results.push(bench::in_pool(threads, || {
-            bench::run_case(c, peak_n.gflops)
+            bench::run_case(c, peak_n.gflops, fma_n.gflops)
         })??);
     }
     results.push(grid);
@@ -61,6 +68,7 @@ pub fn run(a: &Args) -> Result<String> {
             "command": "bench",
             "threads": threads,
             "peak": [peak1, peak_n],
+            "fma_peak": [fma1, fma_n],
             "cases": results,
             "sweeps": sweeps,
         });
@@ -72,6 +80,7 @@ pub fn run(a: &Args) -> Result<String> {
     Ok(table(
         threads,
         &[peak1, peak_n],
+        &[fma1, fma_n],
         &results,
         sweeps.as_deref(),
     ))
@@ -80,6 +89,7 @@ pub fn run(a: &Args) -> Result<String> {
 fn table(
     threads: usize,
     peaks: &[Peak],
+    fma: &[FmaPeak],
     results: &[CaseResult],
     sweeps: Option<&[bench::Sweep]>,
 ) -> String {
@@ -94,27 +104,41 @@ fn table(
             p.gflops
         );
     }
-    let _ = writeln!(s, "cases on {threads} thread(s):");
+    for p in fma {
+        let _ = writeln!(
+            s,
+            "f64 FMA peak ({}, 16 chains per thread, {} thread{}): {:.1} GFLOP/s",
+            p.isa,
+            p.threads,
+            if p.threads == 1 { "" } else { "s" },
+            p.gflops
+        );
+    }
     let _ = writeln!(
         s,
-        "{:<36} {:>10} {:>10} {:>9}",
-        "case", "seconds", "GFLOP/s", "of peak"
+        "cases on {threads} thread(s), as fractions of the {threads}-thread product and FMA peaks:"
+    );
+    let _ = writeln!(
+        s,
+        "{:<36} {:>10} {:>10} {:>9} {:>9}",
+        "case", "seconds", "GFLOP/s", "product", "FMA"
     );
     for r in results {
         if r.flops > 0.0 {
             let _ = writeln!(
                 s,
-                "{:<36} {:>10.3} {:>10.1} {:>8.1}%",
+                "{:<36} {:>10.3} {:>10.1} {:>8.1}% {:>8.1}%",
                 r.name,
                 r.seconds,
                 r.gflops,
-                100.0 * r.fraction_of_peak
+                100.0 * r.fraction_of_peak,
+                100.0 * r.fraction_of_fma_peak
             );
         } else {
             let _ = writeln!(
                 s,
-                "{:<36} {:>10.3} {:>10} {:>9}",
-                r.name, r.seconds, "-", "-"
+                "{:<36} {:>10.3} {:>10} {:>9} {:>9}",
+                r.name, r.seconds, "-", "-", "-"
             );
         }
     }
