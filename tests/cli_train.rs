@@ -169,3 +169,40 @@ fn bad_data_is_one_line_exit_2() {
     assert_eq!(code, 2);
     assert!(err.contains("--lr-layer"), "{err}");
 }
+
+#[test]
+fn every_measurement_takes_a_trained_resnet() {
+    let dir = tmp("resnet");
+    let arch = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/digits-resnet-batch-relu.toml"
+    );
+    let (code, _, err) = run(&[
+        "train",
+        "--arch",
+        arch,
+        "--data",
+        "digits",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "256",
+        "--gsc-rows",
+        "8",
+        "--out",
+        &dir,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let a = format!("{dir}/arch.toml");
+    let w = format!("{dir}/trained.safetensors");
+    for cmd in [
+        vec!["simulate", "--arch", &a, "--weights", &w, "--samples", "2"],
+        vec!["collapse", "--arch", &a, "--weights", &w, "--samples", "2"],
+        vec!["blocks", "--arch", &a, "--weights", &w, "--samples", "2"],
+        vec!["check", "--arch", &a, "--weights", &w, "--samples", "4"],
+    ] {
+        let (code, out, err) = run(&cmd);
+        assert_eq!(code, 0, "{cmd:?}: {err}");
+        assert!(out.contains("given network"), "{cmd:?}: {out}");
+    }
+}

@@ -20,12 +20,25 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> Result<String> {
-    let net = a.net.network()?;
+    let (net, names) = a.net.network_named()?;
     let opts = MfOptions::default();
     let p = block_predictions(&net, &opts)?;
-    let notes = assumptions(&net, &opts)?;
-    let mc = a.mc.options();
-    let m = a.mc.in_pool(|| pythagorean(&net, &mc))?;
+    let mut notes = assumptions(&net, &opts)?;
+    let mut mc = a.mc.options();
+    let m = match &a.mc.weights {
+        Some(w) => {
+            let params = gradscale::checkpoint::load_params_file(&net, &names, w)?;
+            let inputs = super::simulate::given_inputs(&net, &a.mc, &mut mc);
+            notes.push(format!(
+                "given network ({}): the measured columns are one network over input batches; the predictions are for the architecture's initial distribution",
+                w.display()
+            ));
+            a.mc.in_pool(|| {
+                gradscale::montecarlo::pythagorean::pythagorean_given(&net, &params, inputs, &mc)
+            })?
+        }
+        None => a.mc.in_pool(|| pythagorean(&net, &mc))?,
+    };
     if a.json {
         let v = json!({
             "command": "blocks",
