@@ -23,6 +23,11 @@ pub fn run(a: &Args) -> Result<String> {
     let (net, names) = a.net.network_named()?;
     let opts = MfOptions::default();
     let p = block_predictions(&net, &opts)?;
+    if p.is_empty() {
+        return Err(gradscale::Error::Unsupported(
+            "blocks: this network has no residual blocks (a layer that is one residual op): give a residual architecture, e.g. --arch examples/resnet-plain-relu.toml (or any examples/resnet-*.toml)".into(),
+        ));
+    }
     let mut notes = assumptions(&net, &opts)?;
     let mut mc = a.mc.options();
     let m = match &a.mc.weights {

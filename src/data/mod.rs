@@ -180,7 +180,7 @@ pub fn load_pair(
     let xa = parse(features)?;
     let ya = parse(labels)?;
     let rows = xa.shape.first().copied().unwrap_or(0);
-    let cols = if rows == 0 { 0 } else { xa.data.len() / rows };
+    let cols = xa.data.len().checked_div(rows).unwrap_or(0);
     let x: Vec<Vec<f64>> = xa.data.chunks(cols.max(1)).map(<[f64]>::to_vec).collect();
     let y = labels_from(&ya, &labels.display().to_string())?;
     let classes = y.iter().max().map_or(0, |m| m + 1);

@@ -127,7 +127,7 @@ impl NpyArray {
     /// Rows of the array flattened (an N-D array becomes one row per first index).
     pub fn rows(&self) -> Vec<Vec<f64>> {
         let r = self.shape.first().copied().unwrap_or(1);
-        let c = if r == 0 { 0 } else { self.data.len() / r };
+        let c = self.data.len().checked_div(r).unwrap_or(0);
         self.data.chunks(c.max(1)).map(<[f64]>::to_vec).collect()
     }
 }
