@@ -104,91 +104,71 @@ impl InputData {
     }
 }
 
+/// One vector per line. Cells are separated by commas, semicolons or tabs (or, when a line has none of
+/// those, by spaces). A first line none of whose cells is a number is a header and skipped. An empty cell,
+/// a text cell or a line with another number of cells than the first is an error naming line and column.
 fn parse_csv(text: &str, path: &str) -> Result<Vec<Vec<f64>>> {
     let mut out = Vec::new();
+    let mut width: Option<usize> = None;
+    let mut first = true;
     for (i, line) in text.lines().enumerate() {
+        let line_no = i + 1;
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let row: std::result::Result<Vec<f64>, _> = line
-            .split([',', ';', '\t', ' '])
-            .filter(|s| !s.is_empty())
-            .map(|s| s.trim().parse::<f64>())
-            .collect();
-        out.push(
-            row.map_err(|_| file_err(path, format!("line {}: not a list of numbers", i + 1)))?,
-        );
+        let cells: Vec<&str> = if line.contains([',', ';', '\t']) {
+            line.split([',', ';', '\t']).map(str::trim).collect()
+        } else {
+            line.split(' ').filter(|s| !s.is_empty()).collect()
+        };
+        if first {
+            first = false;
+            if cells.iter().all(|c| c.parse::<f64>().is_err()) {
+                continue;
+            }
+        }
+        let n = *width.get_or_insert(cells.len());
+        if cells.len() != n {
+            return Err(file_err(
+                path,
+                format!(
+                    "line {line_no}: {} cells, the first row has {n}",
+                    cells.len()
+                ),
+            ));
+        }
+        let row = cells
+            .iter()
+            .enumerate()
+            .map(|(j, c)| {
+                if c.is_empty() {
+                    return Err(file_err(
+                        path,
+                        format!("line {line_no}, column {}: empty cell", j + 1),
+                    ));
+                }
+                c.parse::<f64>().map_err(|_| {
+                    file_err(
+                        path,
+                        format!("line {line_no}, column {}: \"{c}\" is not a number", j + 1),
+                    )
+                })
+            })
+            .collect::<Result<Vec<f64>>>()?;
+        out.push(row);
     }
     Ok(out)
 }
 
+/// `.npy` through the data readers (float, integer and bool dtypes; an N-D array is one row per first
+/// index, flattened).
 fn parse_npy(b: &[u8], path: &str) -> Result<Vec<Vec<f64>>> {
-    let bad = |m: &str| file_err(path, format!(".npy: {m}"));
-    if b.len() < 10 {
-        return Err(bad("truncated header"));
-    }
-    let major = b[6];
-    let (hlen, start) = if major == 1 {
-        (u16::from_le_bytes([b[8], b[9]]) as usize, 10)
+    let a = crate::data::parse_npy(b, path)?;
+    let rows = if a.shape.len() == 1 {
+        vec![a.data]
     } else {
-        if b.len() < 12 {
-            return Err(bad("truncated header"));
-        }
-        (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12)
+        a.rows()
     };
-    let header = std::str::from_utf8(
-        b.get(start..start + hlen)
-            .ok_or_else(|| bad("truncated header"))?,
-    )
-    .map_err(|_| bad("header is not text"))?;
-    let field = |key: &str| -> Option<&str> {
-        let i = header.find(key)? + key.len();
-        Some(header[i..].trim_start_matches([' ', ':']))
-    };
-    let descr = field("'descr'").ok_or_else(|| bad("no descr"))?;
-    let size = if descr.starts_with("'<f8'") {
-        8
-    } else if descr.starts_with("'<f4'") {
-        4
-    } else {
-        return Err(bad(
-            "only little-endian float64 ('<f8') or float32 ('<f4') arrays are read",
-        ));
-    };
-    if field("'fortran_order'").is_some_and(|s| s.starts_with("True")) {
-        return Err(bad("Fortran-order arrays are not read; save with C order"));
-    }
-    let shape = field("'shape'").ok_or_else(|| bad("no shape"))?;
-    let inner = shape
-        .trim_start_matches('(')
-        .split(')')
-        .next()
-        .unwrap_or("");
-    let dims: Vec<usize> = inner
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| bad("bad shape")))
-        .collect::<Result<_>>()?;
-    let (rows, cols) = match dims.as_slice() {
-        [r, c] => (*r, *c),
-        [c] => (1, *c),
-        _ => return Err(bad("expected a 1-D or 2-D array")),
-    };
-    let data = &b[start + hlen..];
-    if data.len() < rows * cols * size {
-        return Err(bad("data shorter than its shape"));
-    }
-    let val = |k: usize| -> f64 {
-        let o = k * size;
-        if size == 8 {
-            f64::from_le_bytes(data[o..o + 8].try_into().expect("8 bytes"))
-        } else {
-            f32::from_le_bytes(data[o..o + 4].try_into().expect("4 bytes")) as f64
-        }
-    };
-    Ok((0..rows)
-        .map(|r| (0..cols).map(|c| val(r * cols + c)).collect())
-        .collect())
+    Ok(rows)
 }

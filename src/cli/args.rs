@@ -135,7 +135,7 @@ impl NetArgs {
         self.network_named_with_batch(default_batch).map(|(n, _)| n)
     }
 
-    fn network_named_with_batch(
+    pub fn network_named_with_batch(
         &self,
         default_batch: usize,
     ) -> Result<(Network, gradscale::arch::ParamNames)> {

@@ -20,7 +20,7 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> Result<String> {
-    let net = a.net.network()?;
+    let (net, names) = a.net.network_named()?;
     let opts = MfOptions::default();
     let p = block_predictions(&net, &opts)?;
     if p.is_empty() {
@@ -28,9 +28,22 @@ pub fn run(a: &Args) -> Result<String> {
             "blocks: this network has no residual blocks (a layer that is one residual op): give a residual architecture, e.g. --arch examples/resnet-plain-relu.toml (or any examples/resnet-*.toml)".into(),
         ));
     }
-    let notes = assumptions(&net, &opts)?;
-    let mc = a.mc.options();
-    let m = a.mc.in_pool(|| pythagorean(&net, &mc))?;
+    let mut notes = assumptions(&net, &opts)?;
+    let mut mc = a.mc.options();
+    let m = match &a.mc.weights {
+        Some(w) => {
+            let params = gradscale::checkpoint::load_params_file(&net, &names, w)?;
+            let inputs = super::simulate::given_inputs(&net, &a.mc, &mut mc);
+            notes.push(format!(
+                "given network ({}): the measured columns are one network over input batches; the predictions are for the architecture's initial distribution",
+                w.display()
+            ));
+            a.mc.in_pool(|| {
+                gradscale::montecarlo::pythagorean::pythagorean_given(&net, &params, inputs, &mc)
+            })?
+        }
+        None => a.mc.in_pool(|| pythagorean(&net, &mc))?,
+    };
     if a.json {
         let v = json!({
             "command": "blocks",

@@ -23,9 +23,18 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> Result<String> {
-    let net = a.net.network()?;
-    let p = predict(&net, &MfOptions::default())?;
-    let m = super::simulate::measure(&net, &a.mc)?;
+    let (net, names) = a.net.network_named()?;
+    let mut p = predict(&net, &MfOptions::default())?;
+    let m = match &a.mc.weights {
+        Some(w) => {
+            p.notes.push(format!(
+                "given network {}: the measurements are one network over inputs, compared with the closed form of the architecture's initial distribution (a trained network is not expected to agree)",
+                w.display()
+            ));
+            super::simulate::measure_given(&net, &names, &a.mc, w)?
+        }
+        None => super::simulate::measure(&net, &a.mc)?,
+    };
     let policy = CheckPolicy {
         family_alpha: a.alpha,
         ..CheckPolicy::default()

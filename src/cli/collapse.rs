@@ -14,9 +14,14 @@ const DEFAULT_BATCH: usize = 16;
 pub struct Args {
     #[command(flatten)]
     pub net: NetArgs,
-    /// Number of sampled networks (each with its own weights and input batch of --batch inputs, default 16).
-    #[arg(long, default_value_t = 20, value_parser = super::args::positive_usize, allow_hyphen_values = true)]
-    pub samples: usize,
+    /// Number of sampled networks (each with its own weights and input batch of --batch inputs, default
+    /// 16) [default: 20]. With --weights and input rows: the first N batches of rows [default: every whole batch once].
+    #[arg(long, value_parser = super::args::positive_usize, allow_hyphen_values = true)]
+    pub samples: Option<usize>,
+    /// A given network (safetensors; see `simulate --help`): every sample uses these weights and only the
+    /// input batch varies.
+    #[arg(long)]
+    pub weights: Option<std::path::PathBuf>,
     /// Seed of the Monte Carlo measurement.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -26,9 +31,30 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> Result<String> {
-    let net = a.net.network_with_batch(DEFAULT_BATCH)?;
+    let (net, names) = a.net.network_named_with_batch(DEFAULT_BATCH)?;
     let p = predict_collapse(&net, None)?;
-    let m = measure_collapse(&net, a.samples, a.seed)?;
+    let m = match &a.weights {
+        Some(w) => {
+            use gradscale::montecarlo::{
+                collapse::measure_collapse_given, given_samples, GivenInputs,
+            };
+            let params = gradscale::checkpoint::load_params_file(&net, &names, w)?;
+            match &net.input.data {
+                Some(d) => {
+                    let n = a.samples.unwrap_or(given_samples(&net, d.vectors.len()));
+                    measure_collapse_given(&net, &params, GivenInputs::Rows(&d.vectors), n, a.seed)?
+                }
+                None => measure_collapse_given(
+                    &net,
+                    &params,
+                    GivenInputs::Drawn,
+                    a.samples.unwrap_or(20),
+                    a.seed,
+                )?,
+            }
+        }
+        None => measure_collapse(&net, a.samples.unwrap_or(20), a.seed)?,
+    };
     let c = check_collapse(&p, &m, 1e-3);
     if a.json {
         let v = json!({"command": "collapse", "network": net, "predicted": p, "measured": m, "check": c});
@@ -40,8 +66,14 @@ pub fn run(a: &Args) -> Result<String> {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "collapse metrics over a batch of {}: predicted (infinite width, finite batch) vs measured ({} networks, seed {}; +- one standard error)",
-        p.batch, m.samples, m.seed
+        "collapse metrics over a batch of {}: predicted (infinite width, finite batch) vs measured ({} {}, seed {}; +- one standard error)",
+        p.batch,
+        m.samples,
+        match &a.weights {
+            Some(w) => format!("input batches through the given network {} (predictions: its architecture's initial distribution)", w.display()),
+            None => "networks".into(),
+        },
+        m.seed
     );
     let _ = writeln!(
         s,

@@ -38,6 +38,23 @@ pub fn measure(net: &gradscale::Network, mc: &McArgs) -> Result<Measurement> {
     Ok(m)
 }
 
+/// The inputs of a given network: its input rows in order when it has some (then every whole batch of
+/// rows once unless --samples says fewer), Gaussian draws otherwise.
+pub fn given_inputs<'a>(
+    net: &'a gradscale::Network,
+    mc: &McArgs,
+    opts: &mut gradscale::montecarlo::McOptions,
+) -> gradscale::montecarlo::GivenInputs<'a> {
+    use gradscale::montecarlo::{given_samples, GivenInputs};
+    match &net.input.data {
+        Some(d) => {
+            opts.samples = mc.samples.unwrap_or(given_samples(net, d.vectors.len()));
+            GivenInputs::Rows(&d.vectors)
+        }
+        None => GivenInputs::Drawn,
+    }
+}
+
 /// The measurement of a given network (`--weights`): its inputs are the network's input rows in order
 /// when it has some (each row once unless --samples says fewer batches), Gaussian draws otherwise.
 pub fn measure_given(
@@ -46,17 +63,10 @@ pub fn measure_given(
     mc: &McArgs,
     weights: &std::path::Path,
 ) -> Result<Measurement> {
-    use gradscale::montecarlo::{given_samples, simulate_given, GivenInputs};
+    use gradscale::montecarlo::simulate_given;
     let params = gradscale::checkpoint::load_params_file(net, names, weights)?;
     let mut opts = mc.options();
-    let inputs = match &net.input.data {
-        Some(d) => {
-            let avail = given_samples(net, d.vectors.len());
-            opts.samples = mc.samples.unwrap_or(avail);
-            GivenInputs::Rows(&d.vectors)
-        }
-        None => GivenInputs::Drawn,
-    };
+    let inputs = given_inputs(net, mc, &mut opts);
     let progress = progress_reporter(opts.samples, "simulate");
     let m = mc.in_pool(|| simulate_given(net, &params, inputs, &opts, &progress))?;
     if m.degenerate + m.overflow == m.samples {

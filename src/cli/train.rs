@@ -16,8 +16,13 @@ fn nonlinearity(s: &str) -> std::result::Result<Nonlinearity, String> {
     s.parse()
 }
 
-fn lr_layers(s: &str) -> std::result::Result<Vec<(usize, f64)>, String> {
-    s.split(',')
+/// `l=x,...` as one flag value (clap would read a bare Vec as repeated values).
+#[derive(Clone, Debug)]
+pub struct LrLayers(pub Vec<(usize, f64)>);
+
+fn lr_layers(s: &str) -> std::result::Result<LrLayers, String> {
+    let v: std::result::Result<Vec<(usize, f64)>, String> = s
+        .split(',')
         .filter(|p| !p.trim().is_empty())
         .map(|p| {
             let (l, x) = p
@@ -36,7 +41,8 @@ fn lr_layers(s: &str) -> std::result::Result<Vec<(usize, f64)>, String> {
             }
             Ok((l, x))
         })
-        .collect()
+        .collect();
+    v.map(LrLayers)
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum, Serialize, Deserialize, PartialEq)]
@@ -148,15 +154,16 @@ pub struct Args {
     pub momentum: f64,
     /// Per-layer learning-rate multipliers, "l=x,...", layers counted from 1 (the readout is the last).
     #[arg(long = "lr-layer", value_parser = lr_layers)]
-    pub lr_layer: Option<Vec<(usize, f64)>>,
+    pub lr_layer: Option<LrLayers>,
     /// Rescale the gradient to this norm when it is larger (steps clipped are counted per epoch).
     #[arg(long, value_parser = pos_f64)]
     pub clip: Option<f64>,
     /// Loss: the mean over the minibatch of softmax cross-entropy or squared error to one-hot targets.
     #[arg(long, value_enum, default_value = "ce")]
     pub loss: LossName,
-    #[arg(long, default_value_t = 10, value_parser = positive_usize)]
-    pub epochs: usize,
+    /// Epochs [default: 10]; with --resume, the total to reach (default: the run's own).
+    #[arg(long, value_parser = positive_usize)]
+    pub epochs: Option<usize>,
     /// Minibatch size; the number of training rows gives full-batch gradient descent (one step per epoch).
     #[arg(long = "batch-size", default_value_t = 64, value_parser = positive_usize)]
     pub batch_size: usize,
@@ -245,16 +252,19 @@ fn sub(st: &SafeTensors, prefix: &str, path: &str) -> Result<SafeTensors> {
     SafeTensors::parse(checkpoint::serialize(&m, &BTreeMap::new()), path)
 }
 
-fn resume(dir: &Path, threads: Option<usize>, json: bool) -> Result<String> {
+fn resume(dir: &Path, epochs: Option<usize>, threads: Option<usize>, json: bool) -> Result<String> {
     let d = dir.display();
     let text = std::fs::read_to_string(dir.join("log.json")).map_err(|e| Error::File {
         path: format!("{d}/log.json"),
         message: e.to_string(),
     })?;
-    let lf: LogFile = serde_json::from_str(&text).map_err(|e| Error::File {
+    let mut lf: LogFile = serde_json::from_str(&text).map_err(|e| Error::File {
         path: format!("{d}/log.json"),
         message: format!("not a train log: {e}"),
     })?;
+    if let Some(e) = epochs {
+        lf.config.epochs = e;
+    }
     if lf.log.diverged.is_some() {
         return Err(Error::Unsupported(format!(
             "{d}: that run diverged; start a new run (e.g. with a smaller --lr)"
@@ -304,7 +314,7 @@ fn strip(p: gradscale::montecarlo::NetParams) -> gradscale::montecarlo::NetParam
 
 pub fn run(a: &Args) -> Result<String> {
     if let Some(dir) = &a.resume {
-        return resume(dir, a.threads, a.json);
+        return resume(dir, a.epochs, a.threads, a.json);
     }
     let prep = a.data.prepare()?;
     let net = match &a.arch {
@@ -336,8 +346,8 @@ pub fn run(a: &Args) -> Result<String> {
             },
         },
         lr: a.lr,
-        lr_layer: a.lr_layer.clone().unwrap_or_default(),
-        epochs: a.epochs,
+        lr_layer: a.lr_layer.clone().map(|l| l.0).unwrap_or_default(),
+        epochs: a.epochs.unwrap_or(10),
         batch_size: a.batch_size,
         seed: a.seed,
         loss: match a.loss {

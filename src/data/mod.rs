@@ -80,8 +80,8 @@ pub fn digits() -> Result<Dataset> {
 
 /// Where Debian's `dataset-fashion-mnist` puts its gzipped IDX files.
 pub const FASHION_MNIST_DIRS: [&str; 2] = [
+    "/usr/share/datasets/fashion-mnist",
     "/usr/share/fashion-mnist",
-    "/usr/share/dataset-fashion-mnist",
 ];
 
 /// Fashion-MNIST (train, test) from the Debian package's IDX files.

@@ -144,6 +144,29 @@ pub struct CollapseMeasurement {
 /// Collapse metrics over `samples` independent networks and input batches; means and standard errors
 /// are over networks (units of one network share its input and are not independent at finite width).
 pub fn measure_collapse(net: &Network, samples: usize, seed: u64) -> Result<CollapseMeasurement> {
+    collapse_over(net, samples, seed, None)
+}
+
+/// [`measure_collapse`] of a given network: every sample uses `params`, only the input batch varies
+/// (sample i is batch i of `inputs`); the spread is then over input batches only.
+pub fn measure_collapse_given(
+    net: &Network,
+    params: &NetParams,
+    inputs: super::GivenInputs,
+    samples: usize,
+    seed: u64,
+) -> Result<CollapseMeasurement> {
+    super::check_params(net, params)?;
+    inputs.check(net, samples)?;
+    collapse_over(net, samples, seed, Some((params, inputs)))
+}
+
+fn collapse_over(
+    net: &Network,
+    samples: usize,
+    seed: u64,
+    given: Option<(&NetParams, super::GivenInputs)>,
+) -> Result<CollapseMeasurement> {
     net.validate()?;
     if samples < 2 {
         return Err(Error::param("--samples", samples, "an integer >= 2"));
@@ -159,9 +182,14 @@ pub fn measure_collapse(net: &Network, samples: usize, seed: u64) -> Result<Coll
         .into_par_iter()
         .map(|i| {
             let mut rng = sample_rng(seed, i as u64);
-            let params = draw_params(net, &mut rng);
-            let x = draw_input(net, &mut rng);
-            collapse_trace(net, &params, x)
+            match given {
+                Some((p, inputs)) => collapse_trace(net, p, inputs.batch(net, i, &mut rng)),
+                None => {
+                    let params = draw_params(net, &mut rng);
+                    let x = draw_input(net, &mut rng);
+                    collapse_trace(net, &params, x)
+                }
+            }
         })
         .collect();
     let summ = |xs: Vec<f64>| Summary::of(&xs).expect("samples >= 2");

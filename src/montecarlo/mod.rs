@@ -217,6 +217,55 @@ pub enum GivenInputs<'a> {
     Rows(&'a [Vec<f64>]),
 }
 
+impl GivenInputs<'_> {
+    /// The input batch of sample `i` (n_0 x B).
+    pub fn batch(
+        &self,
+        net: &Network,
+        i: usize,
+        rng: &mut dyn rand::RngCore,
+    ) -> nalgebra::DMatrix<f64> {
+        let bsz = net.input.batch;
+        match self {
+            GivenInputs::Drawn => draw_input(net, rng),
+            GivenInputs::Rows(rows) => {
+                nalgebra::DMatrix::from_fn(net.input.width, bsz, |r, b| rows[i * bsz + b][r])
+            }
+        }
+    }
+
+    /// Checks that sample indices 0..samples have rows of the input width.
+    pub fn check(&self, net: &Network, samples: usize) -> Result<()> {
+        if let GivenInputs::Rows(rows) = self {
+            let avail = given_samples(net, rows.len());
+            if samples > avail {
+                return Err(Error::param(
+                    "--samples",
+                    samples,
+                    format!(
+                        "at most {avail} ({} input rows in batches of {})",
+                        rows.len(),
+                        net.input.batch
+                    ),
+                ));
+            }
+            if let Some((i, r)) = rows
+                .iter()
+                .enumerate()
+                .find(|(_, r)| r.len() != net.input.width)
+            {
+                return Err(Error::Architecture(format!(
+                    "input row {} has {} values, the network's input width is {}",
+                    i + 1,
+                    r.len(),
+                    net.input.width
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The number of samples `GivenInputs::Rows` supports: whole batches of rows.
 pub fn given_samples(net: &Network, rows: usize) -> usize {
     rows / net.input.batch.max(1)

@@ -4,7 +4,7 @@
 //! the ordinary `simulate` path: it reruns each block's branch (theory/pythagorean.md).
 
 use super::ops::{OpParams, Sample};
-use super::sample::{draw_input, draw_params, forward_rescaled, jacobian_batch};
+use super::sample::{draw_input, draw_params, forward_rescaled, jacobian_batch, NetParams};
 use super::{sample_rng, Estimator, McOptions};
 use crate::arch::{Network, Op};
 use crate::error::{Error, Result};
@@ -92,9 +92,20 @@ pub fn sample_blocks(
 ) -> Vec<BlockSums> {
     let params = draw_params(net, rng);
     let x = draw_input(net, rng);
+    blocks_of(net, &params, x, rng, estimator)
+}
+
+/// Block sums of a network with parameters `params` on input batch `x`.
+pub fn blocks_of(
+    net: &Network,
+    params: &NetParams,
+    x: DMatrix<f64>,
+    rng: &mut dyn rand::RngCore,
+    estimator: Estimator,
+) -> Vec<BlockSums> {
     // Every block quantity is a ratio within the block, so the exact power-of-two rescaling of a
     // scale-equivariant net changes nothing but keeps a deep one inside the f64 range.
-    let trace = forward_rescaled(net, &params, x);
+    let trace = forward_rescaled(net, params, x);
     let bj = jacobian_batch(net);
     let mut out = Vec::new();
     for l in block_layers(net) {
@@ -170,6 +181,26 @@ pub fn sample_blocks(
 /// Per-block Pythagorean measurement over `opts.samples` networks (sample i seeded as in `simulate`, but
 /// from a separate stream so it does not reuse the GSC run's draws by accident).
 pub fn pythagorean(net: &Network, opts: &McOptions) -> Result<Vec<BlockMeasurement>> {
+    pythagorean_over(net, opts, None)
+}
+
+/// [`pythagorean`] of a given network: every sample uses `params`, only the input batch varies.
+pub fn pythagorean_given(
+    net: &Network,
+    params: &NetParams,
+    inputs: super::GivenInputs,
+    opts: &McOptions,
+) -> Result<Vec<BlockMeasurement>> {
+    super::check_params(net, params)?;
+    inputs.check(net, opts.samples)?;
+    pythagorean_over(net, opts, Some((params, inputs)))
+}
+
+fn pythagorean_over(
+    net: &Network,
+    opts: &McOptions,
+    given: Option<(&NetParams, super::GivenInputs)>,
+) -> Result<Vec<BlockMeasurement>> {
     net.validate()?;
     if opts.samples < 2 {
         return Err(Error::param("--samples", opts.samples, "an integer >= 2"));
@@ -189,7 +220,13 @@ pub fn pythagorean(net: &Network, opts: &McOptions) -> Result<Vec<BlockMeasureme
         .into_par_iter()
         .map(|i| {
             let mut rng = sample_rng(opts.seed ^ 0x5079_7468_6167_6f72, i as u64);
-            sample_blocks(net, &mut rng, opts.estimator)
+            match given {
+                Some((p, inputs)) => {
+                    let x = inputs.batch(net, i, &mut rng);
+                    blocks_of(net, p, x, &mut rng, opts.estimator)
+                }
+                None => sample_blocks(net, &mut rng, opts.estimator),
+            }
         })
         .collect();
     Ok(layers
