@@ -74,7 +74,7 @@ pub fn table(p: &Prediction, fin: Option<&FinitePrediction>, every: Option<usize
     let mut s = String::new();
     let _ = writeln!(s, "closed-form prediction (infinite width)");
     let last = p.layers.len() - 1;
-    let shown = |l: usize| every.is_some_and(|k| l % k == 0 || l == last);
+    let shown = |l: usize| every.is_some_and(|k| l.is_multiple_of(k) || l == last);
     // The layer column grows with the depth so that every column stays aligned.
     let iw = last.to_string().len().max(5);
     if every.is_some() {

@@ -554,10 +554,7 @@ pub fn diagnose(net: &Network, opts: &DiagnoseOptions) -> Result<Diagnosis> {
             (None, None, None)
         }
     };
-    let width = match mlp {
-        Some((_, _, _, _, n)) => Some(width_advice(net, n, total, opts.fluctuation_sd)),
-        None => None,
-    };
+    let width = mlp.map(|(_, _, _, _, n)| width_advice(net, n, total, opts.fluctuation_sd));
     Ok(Diagnosis {
         schema: SCHEMA,
         gradient,
