@@ -418,13 +418,17 @@ fn input_vectors_from_csv_and_npy() {
         net.input.data = Some(d);
         net.validate().unwrap();
         let p = predict_collapse(&net, None).unwrap();
-        assert!((p.layers[0].c - c0).abs() < 1e-14);
-        // The batch is the whole file (3 of 3 vectors), so the measured input cosine is exact up to the
-        // difference between mean cosine and the q0-normalised mean product (checked against rows).
+        // The closed form starts from the mean pairwise cosine, the statistic the measurement estimates
+        // (theory/collapse.md); the batch is the whole file (3 of 3 vectors), so both are exact here.
         let m = measure_collapse(&net, 2, 1).unwrap();
         let cos = |a: &[f64; 4], b: &[f64; 4]| dot(a, b) / (dot(a, a) * dot(b, b)).sqrt();
         let want =
             (cos(&rows[0], &rows[1]) + cos(&rows[0], &rows[2]) + cos(&rows[1], &rows[2])) / 3.0;
+        assert!(
+            (p.layers[0].c - want).abs() < 1e-14,
+            "{} {want}",
+            p.layers[0].c
+        );
         assert!((m.layers[0].corr.mean - want).abs() < 1e-14);
         net.input.batch = 4;
         assert!(net.validate().is_err());
