@@ -7,7 +7,9 @@
 
 pub mod arch;
 pub mod bench;
+pub mod checkpoint;
 pub mod claims;
+pub mod data;
 pub mod error;
 pub mod gauss;
 pub mod montecarlo;
@@ -15,6 +17,7 @@ pub mod nonlin;
 pub mod plot;
 pub mod stats;
 pub mod theory;
+pub mod train;
 pub mod verify;
 
 pub use arch::Network;

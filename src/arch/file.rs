@@ -1,11 +1,14 @@
 //! Architecture files (TOML). The format is the serde form of [`Network`], plus `repeat` to stack a layer,
 //! a per-nonlinearity default for a dense layer's `sigma_w2`, and data paths relative to the file.
-//! Documented in theory/architecture-files.md; examples in `examples/`.
+//! Documented in theory/architecture-files.md; examples in `examples/`. Ops may also name the checkpoint
+//! tensors that hold their parameters (`weight = "..."`, theory/checkpoints.md); those keys are taken out
+//! before serde reads the op.
 //!
 //! A bad value is reported with the file, line and column, the TOML path of the value (e.g.
 //! `layers[0].ops[0].dense.sigma_w2`) and the parser's caret under it: range checks run while
 //! deserialising (the `file_*` validators in `arch/mod.rs`), where the parser still knows the span.
 
+use super::names::{self, ParamNames};
 use super::{Layer, MlpSpec, Network, Op};
 use crate::error::{Error, Result};
 use serde::Deserialize;
@@ -77,44 +80,98 @@ fn fill_default_sigma_w2(ops: &mut [Op]) {
     }
 }
 
+/// The file's error for a parser or serde failure: line, column, TOML path and a caret where the parser
+/// knows the span; the TOML path alone where it does not (values read back from a name-stripped tree).
+fn located(text: &str, path: &str, at: String, inner: toml::de::Error) -> Error {
+    let mut message = match inner.span() {
+        Some(span) => {
+            let (line, col) = line_col(text, span.start);
+            let src = text.lines().nth(line - 1).unwrap_or("");
+            let width = text[span.clone()]
+                .lines()
+                .next()
+                .map_or(1, |s| s.chars().count().max(1));
+            format!(
+                "line {line}, column {col}{}: {}\n{:>w$} |\n{line} | {src}\n{:>w$} | {}{}",
+                if at == "." || at.is_empty() {
+                    String::new()
+                } else {
+                    format!(", at `{at}`")
+                },
+                bare_message(&inner),
+                "",
+                "",
+                " ".repeat(col - 1),
+                "^".repeat(width),
+                w = line.to_string().len()
+            )
+        }
+        None => format!("at `{at}`: {}", bare_message(&inner)),
+    };
+    if message.ends_with('\n') {
+        message.pop();
+    }
+    Error::File {
+        path: path.to_string(),
+        message,
+    }
+}
+
 pub fn from_toml_str(text: &str, path: &str) -> Result<Network> {
-    let de = toml::Deserializer::new(text);
-    let f: FileNetwork = serde_path_to_error::deserialize(de).map_err(|e| {
-        let at = e.path().to_string();
-        let inner = e.into_inner();
-        let mut message = match inner.span() {
-            Some(span) => {
-                let (line, col) = line_col(text, span.start);
-                let src = text.lines().nth(line - 1).unwrap_or("");
-                let width = text[span.clone()]
-                    .lines()
-                    .next()
-                    .map_or(1, |s| s.chars().count().max(1));
-                format!(
-                    "line {line}, column {col}{}: {}\n{:>w$} |\n{line} | {src}\n{:>w$} | {}{}",
-                    if at == "." || at.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", at `{at}`")
-                    },
-                    bare_message(&inner),
-                    "",
-                    "",
-                    " ".repeat(col - 1),
-                    "^".repeat(width),
-                    w = line.to_string().len()
-                )
+    from_toml_str_named(text, path).map(|(n, _)| n)
+}
+
+/// Reads an architecture file and the checkpoint tensor names its ops give (see [`ParamNames`]).
+pub fn from_toml_str_named(text: &str, path: &str) -> Result<(Network, ParamNames)> {
+    let original: toml::Value =
+        toml::from_str(text).map_err(|e| located(text, path, String::new(), e))?;
+    let mut value = original.clone();
+    // Names are taken out of each op (expanded over `repeat`) before serde reads the op.
+    let mut raw_layers: Vec<(usize, Vec<toml::Value>)> = Vec::new();
+    if let Some(toml::Value::Array(ls)) = value.get("layers") {
+        for l in ls {
+            let repeat = l
+                .get("repeat")
+                .and_then(|r| r.as_integer())
+                .unwrap_or(1)
+                .clamp(0, 100_001) as usize;
+            let ops = match l.get("ops") {
+                Some(toml::Value::Array(o)) => o.clone(),
+                _ => Vec::new(),
+            };
+            raw_layers.push((repeat, ops));
+        }
+    }
+    let mut names = ParamNames::default();
+    let mut layer_index = 0;
+    for (repeat, ops) in &raw_layers {
+        for _ in 0..(*repeat).min(100_000) {
+            for (k, op) in ops.iter().enumerate() {
+                let mut op = op.clone();
+                names::strip_op(&mut op, &[layer_index, k], &mut names, path)?;
             }
-            None => format!("at `{at}`: {}", bare_message(&inner)),
-        };
-        if message.ends_with('\n') {
-            message.pop();
+            layer_index += 1;
         }
-        Error::File {
-            path: path.to_string(),
-            message,
+    }
+    if let Some(toml::Value::Array(ls)) = value.get_mut("layers") {
+        for l in ls.iter_mut() {
+            if let Some(toml::Value::Array(ops)) = l.get_mut("ops") {
+                for op in ops.iter_mut() {
+                    // The path only labels messages here; the names were recorded above.
+                    names::strip_op(op, &[0, 0], &mut ParamNames::default(), path)?;
+                }
+            }
         }
-    })?;
+    }
+    names::check_unique(&names, path)?;
+    let f: FileNetwork = if value == original {
+        // No tensor names: read the text itself, so errors keep their line, column and caret.
+        serde_path_to_error::deserialize(toml::Deserializer::new(text))
+            .map_err(|e| located(text, path, e.path().to_string(), e.into_inner()))?
+    } else {
+        serde_path_to_error::deserialize(value)
+            .map_err(|e| located(text, path, e.path().to_string(), e.into_inner()))?
+    };
     let mut layers = Vec::new();
     for mut l in f.layers {
         fill_default_sigma_w2(&mut l.ops);
@@ -143,13 +200,106 @@ pub fn from_toml_str(text: &str, path: &str) -> Result<Network> {
         },
         other => other,
     })?;
-    Ok(net)
+    Ok((net, names))
 }
 
 pub fn load_file(path: &std::path::Path) -> Result<Network> {
+    load_file_named(path).map(|(n, _)| n)
+}
+
+/// [`load_file`] with the tensor names of its ops.
+pub fn load_file_named(path: &std::path::Path) -> Result<(Network, ParamNames)> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::File {
         path: path.display().to_string(),
         message: e.to_string(),
     })?;
-    from_toml_str(&text, &path.display().to_string())
+    from_toml_str_named(&text, &path.display().to_string())
+}
+
+/// An architecture file for `net` whose ops carry the given tensor names (one `[[layers]]` entry per
+/// layer, no `repeat`), so that reading it back gives the same network and names. Input data are
+/// written by path.
+pub fn to_toml_string(net: &Network, names: &ParamNames, title: &str) -> String {
+    use super::names::Field;
+    fn put(tab: &mut toml::Table, kind: &str, key: &str, v: toml::Value) {
+        if let Some(toml::Value::Table(inner)) = tab.get_mut(kind) {
+            inner.insert(key.to_string(), v);
+        }
+    }
+    fn annotate(op: &super::Op, v: &mut toml::Value, path: &[usize], names: &ParamNames) {
+        let Some(tab) = v.as_table_mut() else { return };
+        let fields: &[Field] = match op {
+            super::Op::Dense(_) => &[Field::Weight, Field::Bias],
+            super::Op::LayerNorm { .. } | super::Op::BatchNorm { .. } => &[
+                Field::Scale,
+                Field::Shift,
+                Field::RunningMean,
+                Field::RunningVar,
+            ],
+            _ => &[],
+        };
+        let kind = tab.keys().next().cloned().unwrap_or_default();
+        for &f in fields {
+            if let Some(o) = names.ops.get(path) {
+                let n = match f {
+                    Field::Weight => &o.weight,
+                    Field::Bias => &o.bias,
+                    Field::Scale => &o.scale,
+                    Field::Shift => &o.shift,
+                    Field::RunningMean => &o.running_mean,
+                    Field::RunningVar => &o.running_var,
+                };
+                if let Some(n) = n {
+                    put(tab, &kind, f.key(), toml::Value::String(n.clone()));
+                }
+            }
+        }
+        if let super::Op::Dense(_) = op {
+            if names.layout(path) == super::names::Layout::InOut {
+                put(tab, &kind, "layout", toml::Value::String("in-out".into()));
+            }
+        }
+        if let super::Op::Residual(r) = op {
+            if let Some(n) = names.ops.get(path).and_then(|o| o.weight.clone()) {
+                put(tab, &kind, "weight", toml::Value::String(n));
+            }
+            if let Some(toml::Value::Table(inner)) = tab.get_mut(&kind) {
+                if let Some(toml::Value::Array(branch)) = inner.get_mut("branch") {
+                    for (j, (bop, bv)) in r.branch.iter().zip(branch.iter_mut()).enumerate() {
+                        let mut p = path.to_vec();
+                        p.push(j);
+                        annotate(bop, bv, &p, names);
+                    }
+                }
+            }
+        }
+    }
+    let mut root = toml::Table::new();
+    root.insert("name".into(), toml::Value::String(title.to_string()));
+    root.insert(
+        "input".into(),
+        toml::Value::try_from(&net.input).expect("the input model serialises"),
+    );
+    let layers: Vec<toml::Value> = net
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(l, layer)| {
+            let ops: Vec<toml::Value> = layer
+                .ops
+                .iter()
+                .enumerate()
+                .map(|(k, op)| {
+                    let mut v = toml::Value::try_from(op).expect("ops serialise");
+                    annotate(op, &mut v, &[l, k], names);
+                    v
+                })
+                .collect();
+            let mut t = toml::Table::new();
+            t.insert("ops".into(), toml::Value::Array(ops));
+            toml::Value::Table(t)
+        })
+        .collect();
+    root.insert("layers".into(), toml::Value::Array(layers));
+    toml::to_string(&root).expect("toml")
 }

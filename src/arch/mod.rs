@@ -8,10 +8,12 @@
 
 mod data;
 mod file;
+pub mod names;
 
 pub use data::InputData;
 
-pub use file::{from_toml_str, load_file};
+pub use file::{from_toml_str, from_toml_str_named, load_file, load_file_named, to_toml_string};
+pub use names::{Field, Layout, OpNames, ParamNames};
 
 use crate::error::{Error, Result};
 use crate::nonlin::Nonlinearity;

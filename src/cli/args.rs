@@ -125,10 +125,22 @@ impl NetArgs {
         self.network_with_batch(1)
     }
 
+    /// The network and the checkpoint tensor names its architecture file gives (none with the flags).
+    pub fn network_named(&self) -> Result<(Network, gradscale::arch::ParamNames)> {
+        self.network_named_with_batch(1)
+    }
+
     /// The network, with `default_batch` where --batch is not given (and no architecture file says).
     pub fn network_with_batch(&self, default_batch: usize) -> Result<Network> {
+        self.network_named_with_batch(default_batch).map(|(n, _)| n)
+    }
+
+    fn network_named_with_batch(
+        &self,
+        default_batch: usize,
+    ) -> Result<(Network, gradscale::arch::ParamNames)> {
         if let Some(path) = &self.arch {
-            let mut net = gradscale::arch::load_file(path)?;
+            let (mut net, names) = gradscale::arch::load_file_named(path)?;
             if let Some(data_path) = &self.input_file {
                 let data = gradscale::arch::InputData::load(data_path)?;
                 if data.dim() != net.input.width {
@@ -160,7 +172,7 @@ impl NetArgs {
                 net.input.batch = default_batch;
             }
             net.validate()?;
-            return Ok(net);
+            return Ok((net, names));
         }
         let scheme = self.init.unwrap_or(InitScheme::Gaussian);
         if scheme.fixes_bias() && self.sigma_b2 != 0.0 {
@@ -184,22 +196,29 @@ impl NetArgs {
         net.input.batch = self.batch.unwrap_or(default_batch);
         net.input.correlation = self.input_correlation;
         net.validate()?;
-        Ok(net)
+        Ok((net, Default::default()))
     }
 }
 
 /// Monte Carlo flags.
 #[derive(Args, Debug, Clone)]
 pub struct McArgs {
-    /// Number of sampled networks (each with its own weights and input).
-    #[arg(long, default_value_t = 200, value_parser = positive_usize, allow_hyphen_values = true)]
-    pub samples: usize,
+    /// Number of sampled networks (each with its own weights and input) [default: 200]. With --weights and
+    /// input rows (--input-file, or data in the architecture file): the first N batches of rows, in file
+    /// order [default: every row once].
+    #[arg(long, value_parser = positive_usize, allow_hyphen_values = true)]
+    pub samples: Option<usize>,
     /// Seed: the same seed gives the same numbers, whatever the thread count.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Estimate ||J||_F^2 with this many Gaussian probe vectors instead of the exact Jacobian (for wide networks).
     #[arg(long, value_parser = positive_usize, allow_hyphen_values = true)]
     pub probes: Option<usize>,
+    /// A given network: every sample uses these weights (a safetensors file, tensors named by the
+    /// architecture file's ops or by default `layers.L.K.weight`; see theory/checkpoints.md) and only the
+    /// inputs vary.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
     /// Worker threads (default: all cores). Results do not depend on it.
     #[arg(long, value_parser = positive_usize, allow_hyphen_values = true)]
     pub threads: Option<usize>,
@@ -208,7 +227,7 @@ pub struct McArgs {
 impl McArgs {
     pub fn options(&self) -> McOptions {
         McOptions {
-            samples: self.samples,
+            samples: self.samples.unwrap_or(200),
             seed: self.seed,
             estimator: match self.probes {
                 Some(p) => Estimator::Probes(p),

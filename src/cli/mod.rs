@@ -13,6 +13,7 @@ mod phase;
 mod plot;
 mod predict;
 mod simulate;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
@@ -67,6 +68,8 @@ enum Command {
     Collapse(collapse::Args),
     /// Phase diagram over (sigma_w^2, sigma_b^2): chi_1, per-layer GSC, c*, xi_c and the depth where sign diversity falls below a threshold.
     Phase(phase::Args),
+    /// Train a network on a data set (digits embedded, Fashion-MNIST, CSV, .npy, IDX): writes init/trained safetensors checkpoints, the architecture file that reloads them, and log.json with loss, error and ln GSC on training data over training.
+    Train(train::Args),
 }
 
 /// Runs the CLI and returns the exit code.
@@ -107,6 +110,7 @@ pub fn main() -> i32 {
         Command::Blocks(a) => blocks::run(&a),
         Command::Collapse(a) => collapse::run(&a),
         Command::Phase(a) => phase::run(&a),
+        Command::Train(a) => train::run(&a),
     };
     match result {
         Ok(text) => {

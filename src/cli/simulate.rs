@@ -38,9 +38,42 @@ pub fn measure(net: &gradscale::Network, mc: &McArgs) -> Result<Measurement> {
     Ok(m)
 }
 
+/// The measurement of a given network (`--weights`): its inputs are the network's input rows in order
+/// when it has some (each row once unless --samples says fewer batches), Gaussian draws otherwise.
+pub fn measure_given(
+    net: &gradscale::Network,
+    names: &gradscale::arch::ParamNames,
+    mc: &McArgs,
+    weights: &std::path::Path,
+) -> Result<Measurement> {
+    use gradscale::montecarlo::{given_samples, simulate_given, GivenInputs};
+    let params = gradscale::checkpoint::load_params_file(net, names, weights)?;
+    let mut opts = mc.options();
+    let inputs = match &net.input.data {
+        Some(d) => {
+            let avail = given_samples(net, d.vectors.len());
+            opts.samples = mc.samples.unwrap_or(avail);
+            GivenInputs::Rows(&d.vectors)
+        }
+        None => GivenInputs::Drawn,
+    };
+    let progress = progress_reporter(opts.samples, "simulate");
+    let m = mc.in_pool(|| simulate_given(net, &params, inputs, &opts, &progress))?;
+    if m.degenerate + m.overflow == m.samples {
+        return Err(gradscale::Error::Unsupported(format!(
+            "none of the {} inputs could be measured (a layer output or Jacobian was zero or not finite)",
+            m.samples
+        )));
+    }
+    Ok(m)
+}
+
 pub fn run(a: &Args) -> Result<String> {
-    let net = a.net.network()?;
-    let m = measure(&net, &a.mc)?;
+    let (net, names) = a.net.network_named()?;
+    let m = match &a.mc.weights {
+        Some(w) => measure_given(&net, &names, &a.mc, w)?,
+        None => measure(&net, &a.mc)?,
+    };
     if a.json {
         let ms = |s: &gradscale::stats::Summary| json!({"mean": s.mean, "stderr": s.stderr, "median": s.median, "sd": s.sd});
         let layers: Vec<_> = m
@@ -65,6 +98,7 @@ pub fn run(a: &Args) -> Result<String> {
             "overflow": m.overflow,
             "seed": m.seed,
             "estimator": m.estimator,
+            "weights": a.mc.weights.as_ref().map(|p| p.display().to_string()),
             "layers": layers,
         });
         return Ok(format!(
@@ -72,7 +106,20 @@ pub fn run(a: &Args) -> Result<String> {
             serde_json::to_string_pretty(&v).expect("json")
         ));
     }
-    Ok(table(&m))
+    let mut s = String::new();
+    if let Some(w) = &a.mc.weights {
+        let _ = writeln!(
+            s,
+            "given network: weights from {} (only the inputs vary: {})",
+            w.display(),
+            match &net.input.data {
+                Some(d) => format!("rows of {} in order", d.path),
+                None => "Gaussian inputs".into(),
+            }
+        );
+    }
+    s.push_str(&table(&m));
+    Ok(s)
 }
 
 pub fn table(m: &Measurement) -> String {

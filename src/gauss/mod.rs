@@ -5,6 +5,10 @@
 //! exponentially on every analytic piece whatever happens at its ends. Gauss–Hermite across a kink only
 //! converges algebraically. Notes and accuracy contract: `theory/gaussian-expectations.md`.
 
+mod mehler;
+
+pub use mehler::mehler_many;
+
 use std::sync::OnceLock;
 
 /// Half-width of the integration window in the standard variable: 2 Phi(-10) = 1.5e-23, far below the

@@ -17,6 +17,8 @@ mod sample;
 
 pub use cost::{bytes_per_sample, flops_per_sample};
 pub use normal::fill_normal;
+#[allow(unused_imports)]
+pub(crate) use ops::{batch_norm_tangent, layer_norm_tangent, normalise, scale_by, scale_rows};
 pub use ops::{OpCache, OpParams, Sample};
 pub use sample::{
     draw_input, draw_params, forward, forward_rescaled, jacobian_batch, jacobian_norms, outcome,
@@ -168,6 +170,147 @@ pub fn simulate_with_progress(
 
 pub fn simulate(net: &Network, opts: &McOptions) -> Result<Measurement> {
     simulate_with_progress(net, opts, &|_| {})
+}
+
+/// Where a given network's inputs come from.
+#[derive(Clone, Copy, Debug)]
+pub enum GivenInputs<'a> {
+    /// Drawn from the network's input model (Gaussian, or a random batch of its input data), one batch
+    /// per sample.
+    Drawn,
+    /// These rows in order: sample i is the batch of rows i B .. (i+1) B (B = `net.input.batch`).
+    Rows(&'a [Vec<f64>]),
+}
+
+/// The number of samples `GivenInputs::Rows` supports: whole batches of rows.
+pub fn given_samples(net: &Network, rows: usize) -> usize {
+    rows / net.input.batch.max(1)
+}
+
+/// Checks that `params` has the structure and shapes `net` implies (as `draw_params` would give).
+pub fn check_params(net: &Network, params: &NetParams) -> Result<()> {
+    fn ops_ok(ops: &[crate::arch::Op], ps: &[OpParams], mut n: usize) -> Option<usize> {
+        use crate::arch::Op;
+        if ops.len() != ps.len() {
+            return None;
+        }
+        for (op, p) in ops.iter().zip(ps) {
+            match (op, p) {
+                (Op::Dense(d), OpParams::Dense { w, b })
+                    if w.shape() == (d.width, n) && b.len() == d.width =>
+                {
+                    n = d.width
+                }
+                (Op::Act(_), OpParams::None) => {}
+                (Op::LayerNorm { .. } | Op::BatchNorm { .. }, OpParams::None) => {}
+                (
+                    Op::LayerNorm { .. } | Op::BatchNorm { .. },
+                    OpParams::Norm {
+                        scale,
+                        shift,
+                        running_mean,
+                        running_var,
+                    },
+                ) if scale.len() == n
+                    && shift.len() == n
+                    && running_mean.as_ref().is_none_or(|v| v.len() == n)
+                    && running_var.as_ref().is_none_or(|v| v.len() == n) => {}
+                (Op::Residual(r), OpParams::Residual { skip, branch })
+                    if skip.as_ref().is_none_or(|q| q.shape() == (n, n))
+                        && skip.is_some() == (r.skip == crate::arch::Skip::Orthogonal) =>
+                {
+                    ops_ok(&r.branch, branch, n)?;
+                }
+                _ => return None,
+            }
+        }
+        Some(n)
+    }
+    if params.len() != net.depth() {
+        return Err(Error::Architecture(format!(
+            "{} layers of parameters for a network of depth {}",
+            params.len(),
+            net.depth()
+        )));
+    }
+    let mut n = net.input.width;
+    for (l, (layer, lp)) in net.layers.iter().zip(params).enumerate() {
+        n = ops_ok(&layer.ops, lp, n).ok_or_else(|| {
+            Error::Architecture(format!(
+                "layer {}: the parameters do not match its ops and widths",
+                l + 1
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Measures a given network: every sample uses `params` (say, loaded from a checkpoint or trained) and
+/// only the inputs vary. With `GivenInputs::Rows` sample i is the i-th batch of rows in order and
+/// `opts.samples` must not exceed the batches available. Same aggregation as [`simulate`]; thread-count
+/// independent in the same way.
+pub fn simulate_given(
+    net: &Network,
+    params: &NetParams,
+    inputs: GivenInputs,
+    opts: &McOptions,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<Measurement> {
+    net.validate()?;
+    check_params(net, params)?;
+    if opts.samples == 0 {
+        return Err(Error::param("--samples", 0, "an integer >= 1"));
+    }
+    if let Estimator::Probes(p) = opts.estimator {
+        if p < 2 {
+            return Err(Error::param("--probes", p, "an integer >= 2"));
+        }
+    }
+    let bsz = net.input.batch;
+    if let GivenInputs::Rows(rows) = inputs {
+        let avail = given_samples(net, rows.len());
+        if opts.samples > avail {
+            return Err(Error::param(
+                "--samples",
+                opts.samples,
+                format!(
+                    "at most {avail} ({} input rows in batches of {bsz})",
+                    rows.len()
+                ),
+            ));
+        }
+        if let Some((i, r)) = rows
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.len() != net.input.width)
+        {
+            return Err(Error::Architecture(format!(
+                "input row {} has {} values, the network's input width is {}",
+                i + 1,
+                r.len(),
+                net.input.width
+            )));
+        }
+    }
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let outcomes: Vec<SampleOutcome> = (0..opts.samples)
+        .into_par_iter()
+        .map(|i| {
+            let mut rng = sample_rng(opts.seed, i as u64);
+            let x = match inputs {
+                GivenInputs::Drawn => draw_input(net, &mut rng),
+                GivenInputs::Rows(rows) => {
+                    nalgebra::DMatrix::from_fn(net.input.width, bsz, |r, b| rows[i * bsz + b][r])
+                }
+            };
+            let trace = forward_rescaled(net, params, x);
+            let out = outcome(net, params, &trace, opts.estimator, &mut rng);
+            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            progress(n);
+            out
+        })
+        .collect();
+    Ok(aggregate(net, opts, &outcomes))
 }
 
 fn aggregate(net: &Network, opts: &McOptions, outcomes: &[SampleOutcome]) -> Measurement {

@@ -19,10 +19,43 @@ pub enum OpParams {
         b: DVector<f64>,
     },
     None,
+    /// A norm op's learned affine map z = scale * y + shift (per unit), and batch norm's running
+    /// statistics for evaluation (training keeps them; the engines use batch statistics, theory/
+    /// checkpoints.md). A norm op with `None` parameters has scale 1 and shift 0.
+    Norm {
+        scale: DVector<f64>,
+        shift: DVector<f64>,
+        running_mean: Option<DVector<f64>>,
+        running_var: Option<DVector<f64>>,
+    },
     Residual {
         skip: Option<DMatrix<f64>>,
         branch: Vec<OpParams>,
     },
+}
+
+/// Multiplies row i of every block by `scale[i]` (a norm op's learned scale in its Jacobian).
+pub(crate) fn scale_by(p: &OpParams, mut t: Vec<DMatrix<f64>>) -> Vec<DMatrix<f64>> {
+    if let OpParams::Norm { scale, .. } = p {
+        for tb in t.iter_mut() {
+            for mut col in tb.column_iter_mut() {
+                col.component_mul_assign(scale);
+            }
+        }
+    }
+    t
+}
+
+/// z = scale * y + shift, row by row.
+fn affine(p: &OpParams, y: &DMatrix<f64>) -> DMatrix<f64> {
+    let mut z = y.clone();
+    if let OpParams::Norm { scale, shift, .. } = p {
+        for mut col in z.column_iter_mut() {
+            col.component_mul_assign(scale);
+            col += shift;
+        }
+    }
+    z
 }
 
 /// What the backward and tangent passes need from the forward pass.
@@ -127,7 +160,7 @@ fn draw_dense(d: &Dense, n_in: usize, rng: &mut dyn rand::RngCore) -> OpParams {
 }
 
 /// y = (x - mean) / sqrt(var + eps) along columns (`by_column`, layer norm) or rows (batch norm).
-fn normalise(x: &DMatrix<f64>, eps: f64, by_column: bool) -> (DMatrix<f64>, Vec<f64>) {
+pub(crate) fn normalise(x: &DMatrix<f64>, eps: f64, by_column: bool) -> (DMatrix<f64>, Vec<f64>) {
     let mut y = x.clone();
     let groups = if by_column { x.ncols() } else { x.nrows() };
     let mut inv_std = Vec::with_capacity(groups);
@@ -154,7 +187,7 @@ fn normalise(x: &DMatrix<f64>, eps: f64, by_column: bool) -> (DMatrix<f64>, Vec<
 }
 
 /// Layer-norm Jacobian (symmetric): dy = s (dh - mean(dh) - y mean(y dh)), per batch element.
-fn layer_norm_tangent(
+pub(crate) fn layer_norm_tangent(
     y: &DMatrix<f64>,
     inv_std: &[f64],
     t: Vec<DMatrix<f64>>,
@@ -178,7 +211,7 @@ fn layer_norm_tangent(
 
 /// Batch-norm Jacobian (symmetric in the batch index): per unit i and probe p, the vector over b
 /// transforms as in layer norm with the roles of units and batch exchanged.
-fn batch_norm_tangent(
+pub(crate) fn batch_norm_tangent(
     y: &DMatrix<f64>,
     inv_std: &[f64],
     mut t: Vec<DMatrix<f64>>,
@@ -225,11 +258,11 @@ impl Sample for Op {
             (Op::Act(a), _) => (x.map(|v| a.phi(v)), OpCache::Act(x.map(|v| a.dphi(v)))),
             (Op::LayerNorm { eps }, _) => {
                 let (y, inv_std) = normalise(x, *eps, true);
-                (y.clone(), OpCache::Norm { y, inv_std })
+                (affine(p, &y), OpCache::Norm { y, inv_std })
             }
             (Op::BatchNorm { eps }, _) => {
                 let (y, inv_std) = normalise(x, *eps, false);
-                (y.clone(), OpCache::Norm { y, inv_std })
+                (affine(p, &y), OpCache::Norm { y, inv_std })
             }
             (Op::Residual(r), OpParams::Residual { skip, branch }) => {
                 let mut h = x.clone();
@@ -254,10 +287,10 @@ impl Sample for Op {
             (Op::Dense(_), OpParams::Dense { w, .. }, _) => product_in_place(w, false, t),
             (Op::Act(_), _, OpCache::Act(d)) => scale_rows(d, t),
             (Op::LayerNorm { .. }, _, OpCache::Norm { y, inv_std }) => {
-                layer_norm_tangent(y, inv_std, t)
+                scale_by(p, layer_norm_tangent(y, inv_std, t))
             }
             (Op::BatchNorm { .. }, _, OpCache::Norm { y, inv_std }) => {
-                batch_norm_tangent(y, inv_std, t)
+                scale_by(p, batch_norm_tangent(y, inv_std, t))
             }
             (Op::Residual(r), OpParams::Residual { skip, branch }, OpCache::Residual(caches)) => {
                 let mut tr = t.clone();
@@ -283,12 +316,12 @@ impl Sample for Op {
         match (self, p, c) {
             (Op::Dense(_), OpParams::Dense { w, .. }, _) => product_in_place(w, true, a),
             (Op::Act(_), _, OpCache::Act(d)) => scale_rows(d, a),
-            // Both normalisation Jacobians are symmetric.
+            // Both normalisation Jacobians are symmetric; the affine scale is diagonal.
             (Op::LayerNorm { .. }, _, OpCache::Norm { y, inv_std }) => {
-                layer_norm_tangent(y, inv_std, a)
+                layer_norm_tangent(y, inv_std, scale_by(p, a))
             }
             (Op::BatchNorm { .. }, _, OpCache::Norm { y, inv_std }) => {
-                batch_norm_tangent(y, inv_std, a)
+                batch_norm_tangent(y, inv_std, scale_by(p, a))
             }
             (Op::Residual(r), OpParams::Residual { skip, branch }, OpCache::Residual(caches)) => {
                 let mut ar: Vec<DMatrix<f64>> = a.iter().map(|ab| ab * r.alpha).collect();
@@ -351,7 +384,7 @@ fn product_in_place(
 }
 
 /// Multiplies row i of each batch element's block by d[i, b].
-fn scale_rows(d: &DMatrix<f64>, mut t: Vec<DMatrix<f64>>) -> Vec<DMatrix<f64>> {
+pub(crate) fn scale_rows(d: &DMatrix<f64>, mut t: Vec<DMatrix<f64>>) -> Vec<DMatrix<f64>> {
     let n = d.nrows();
     for (b, tb) in t.iter_mut().enumerate() {
         let db = &d.as_slice()[b * n..(b + 1) * n];
