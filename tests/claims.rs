@@ -1,13 +1,17 @@
-//! The claims registry's structure, checked without running the audit: unique ids, a derivation file that
-//! exists for every claim, a test or a reason for every claim, and the capability claims present.
-//! One cheap claim is run end to end (pure closed form / single network, well under a second).
+//! The claims registry's structure, checked without running the audit: the embedded TOML parses, ids are
+//! unique, a derivation file exists for every claim, a test or a reason for every claim; the verdict logic
+//! of directional claims and negative controls; when an audit counts as failed; user claims files.
+//! Cheap claims are run end to end.
 
-use gradscale::claims::{registry, AuditOptions, TestKind};
+use gradscale::claims::{
+    apply_holm, parse_claims, registry, AuditOptions, AuditReport, ClaimResult, Evidence, FailOn,
+    Source, TestKind, Verdict,
+};
 
 #[test]
 fn registry_ids_sources_and_links_are_well_formed() {
     let r = registry();
-    let mut ids: Vec<&str> = r.iter().map(|c| c.id).collect();
+    let mut ids: Vec<&str> = r.iter().map(|c| c.id.as_str()).collect();
     let n = ids.len();
     ids.sort();
     ids.dedup();
@@ -19,7 +23,8 @@ fn registry_ids_sources_and_links_are_well_formed() {
             "{}",
             c.id
         );
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(c.theory);
+        assert!(c.builtin && c.source != Source::User, "{}", c.id);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(&c.theory);
         assert!(path.exists(), "{}: {} missing", c.id, c.theory);
         assert!(
             c.test.is_some() || !c.untestable.is_empty(),
@@ -41,6 +46,7 @@ fn registry_ids_sources_and_links_are_well_formed() {
         "derived/tradeoff-theorem",
         "derived/finite-width-relu",
         "derived/infinite-width-at-width-100",
+        "derived/unequal-widths",
     ] {
         let c = r
             .iter()
@@ -48,53 +54,78 @@ fn registry_ids_sources_and_links_are_well_formed() {
             .unwrap_or_else(|| panic!("{id}"));
         assert!(c.test.is_some(), "{id} untested");
     }
+    // The unequal-widths claim's network has input, hidden and output widths that all differ.
+    let uw = r.iter().find(|c| c.id == "derived/unequal-widths").unwrap();
+    let Some(gradscale::claims::ClaimTest::Spec(s)) = &uw.test else {
+        panic!("unequal-widths is a generic claim")
+    };
+    let w = s.network.widths();
+    assert!(
+        w[0] != w[1] && w[1] != w[2] && w[0] != *w.last().unwrap(),
+        "{w:?}"
+    );
+}
+
+fn quick() -> AuditOptions {
+    AuditOptions {
+        seed: 0,
+        quick: true,
+    }
+}
+
+fn run(id: &str) -> Evidence {
+    let r = registry();
+    let c = r.iter().find(|c| c.id == id).unwrap();
+    c.test.as_ref().unwrap().run(&quick()).unwrap()
 }
 
 /// Scale invariance is exact up to round-off: the claim must come back as an equality with p = 1.
 #[test]
 fn a_cheap_claim_runs() {
-    let r = registry();
-    let c = r
-        .iter()
-        .find(|c| c.id == "derived/gsc-scale-invariance")
-        .unwrap();
-    let e = (c.test.unwrap())(&AuditOptions {
-        seed: 0,
-        quick: true,
-    })
-    .unwrap();
+    let e = run("derived/gsc-scale-invariance");
     assert_eq!(e.kind, TestKind::Equality);
     assert!(e.measurement.abs() <= 1e-10, "{e:?}");
     assert_eq!(e.p_value, 1.0);
 }
 
-/// The negative control is marked as one (and only it), and `apply_holm` keeps controls out of the
-/// family: a rejected control must not change the thresholds of the claims under audit.
-#[test]
-fn negative_controls_stay_out_of_the_holm_family() {
-    use gradscale::claims::{apply_holm, ClaimResult, Evidence, Source, Verdict};
-    let r = registry();
-    let controls: Vec<&str> = r.iter().filter(|c| c.control).map(|c| c.id).collect();
-    assert_eq!(controls, ["derived/infinite-width-at-width-100"]);
-    let row = |id: &str, p_z: f64, control: bool| ClaimResult {
+fn row(id: &str, e: Evidence, control: bool, builtin: bool) -> ClaimResult {
+    ClaimResult {
         id: id.into(),
         statement: String::new(),
         source: Source::Derived,
         reference: String::new(),
         theory: String::new(),
         verdict: Verdict::Inconclusive,
-        evidence: Some(Evidence::equality(0.0, p_z, 1.0, 0.0, String::new())),
+        evidence: Some(e),
         holm_threshold: None,
         control,
+        builtin,
         note: String::new(),
         seconds: 0.0,
-    };
+    }
+}
+
+fn eq(z: f64) -> Evidence {
+    Evidence::equality(0.0, z, 1.0, 0.0, String::new())
+}
+
+/// The negative control is marked as one (and only it), and `apply_holm` keeps controls out of the
+/// family: a rejected control must not change the thresholds of the claims under audit.
+#[test]
+fn negative_controls_stay_out_of_the_holm_family() {
+    let r = registry();
+    let controls: Vec<&str> = r
+        .iter()
+        .filter(|c| c.control)
+        .map(|c| c.id.as_str())
+        .collect();
+    assert_eq!(controls, ["derived/infinite-width-at-width-100"]);
     // Two claims under audit (z = 0; z = 3.3, p = 9.7e-4) and a control at z = 3.0 (p = 2.7e-3). Had the
     // control joined the family, b would be compared with alpha/3 = 0.0033; outside it, with alpha/2.
     let mut rows = vec![
-        row("a", 0.0, false),
-        row("b", 3.3, false),
-        row("c", 3.0, true),
+        row("a", eq(0.0), false, true),
+        row("b", eq(3.3), false, true),
+        row("c", eq(3.0), true, true),
     ];
     apply_holm(&mut rows, 0.01);
     assert_eq!(rows[2].verdict, Verdict::Contradicted);
@@ -103,4 +134,145 @@ fn negative_controls_stay_out_of_the_holm_family() {
     assert_eq!(rows[1].verdict, Verdict::Contradicted);
     assert_eq!(rows[0].holm_threshold, Some(0.01));
     assert_eq!(rows[0].verdict, Verdict::Supported);
+}
+
+fn report(results: Vec<ClaimResult>) -> AuditReport {
+    AuditReport {
+        seed: 0,
+        quick: true,
+        alpha: 0.01,
+        results,
+        supported: 0,
+        contradicted: 0,
+        inconclusive: 0,
+        not_testable: 0,
+        cannot_fail: 0,
+        controls: 0,
+        controls_rejected: 0,
+    }
+}
+
+/// Directional claims: far beyond the threshold on the claimed side is supported, far on the other side
+/// contradicted, near it inconclusive; for both `>` and `<`. A control within noise of its (false) claim is
+/// not rejected, and that fails the audit; so does a contradicted built-in claim, while a contradicted user
+/// claim fails it only under `FailOn::Contradicted`.
+#[test]
+fn directional_verdicts_controls_and_audit_failure() {
+    let g = |m: f64| Evidence::greater(0.0, m, 1.0, String::new());
+    let l = |m: f64| Evidence::less(0.0, m, 1.0, String::new());
+    let mut rows = vec![
+        row("g+", g(6.0), false, true),
+        row("g-", g(-6.0), false, true),
+        row("g0", g(0.5), false, true),
+        row("l-", l(-6.0), false, true),
+        row("l+", l(6.0), false, true),
+        row("l0", l(-0.5), false, true),
+        row("control", eq(0.5), true, true),
+    ];
+    assert!(rows[0].evidence.as_ref().unwrap().z > 0.0);
+    assert!(rows[3].evidence.as_ref().unwrap().z < 0.0);
+    apply_holm(&mut rows, 0.01);
+    let v: Vec<Verdict> = rows.iter().map(|r| r.verdict).collect();
+    use Verdict::*;
+    assert_eq!(
+        v,
+        [
+            Supported,
+            Contradicted,
+            Inconclusive,
+            Supported,
+            Contradicted,
+            Inconclusive,
+            Supported // a control "supported" is a control not rejected
+        ]
+    );
+    let rep = report(rows.clone());
+    let f = rep.failures(FailOn::Broken);
+    assert_eq!(f.len(), 3, "{f:?}");
+    assert!(f.iter().any(|s| s.contains("negative control control")));
+    assert!(rep.failures(FailOn::Never).is_empty());
+    // Only user claims contradicted, control rejected: passes unless --fail-on contradicted.
+    let mut user = vec![
+        row("u", g(-6.0), false, false),
+        row("c", eq(6.0), true, true),
+    ];
+    apply_holm(&mut user, 0.01);
+    let rep = report(user);
+    assert!(rep.failures(FailOn::Broken).is_empty());
+    assert_eq!(rep.failures(FailOn::Contradicted).len(), 1);
+}
+
+/// The seed paper's "explodes" claims come back supported (z well above 0) in quick mode, and the negative
+/// control is rejected at the audit's rate: a flipped direction or a control that cannot be rejected fails.
+#[test]
+fn explodes_claims_and_the_control_have_power_in_quick_mode() {
+    for id in ["paper/selu-does-not-solve", "paper/popular-mlps-explode"] {
+        let e = run(id);
+        assert_eq!(e.kind, TestKind::Greater, "{id}");
+        assert!(e.z > 5.0 && e.p_value < 1e-6, "{id}: {e:?}");
+    }
+    let e = run("derived/infinite-width-at-width-100");
+    assert!(e.p_value < 1e-3, "control not rejected: {e:?}");
+}
+
+/// The example user file parses (its file reference resolves), and malformed claims are one clear error
+/// naming the file and the claim.
+#[test]
+fn user_claims_files_parse_and_bad_ones_are_named() {
+    let p =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/claims/user-claims.toml");
+    let cs = gradscale::claims::load_claims(&p).unwrap();
+    assert_eq!(cs.len(), 3);
+    assert!(cs.iter().all(|c| !c.builtin && c.source == Source::User));
+    for (text, what) in [
+        ("[[claim]]\nid = \"a\"\nstatement = \"s\"\nnetwork = { mlp = { act = \"tanh\", width = 10, depth = 2, sigma_w2 = 1.0 } }\nobservable = \"ln-gsc\"\nrelation = \">=\"\nvalue = 1.0\n", "relation"),
+        ("[[claim]]\nid = \"a\"\nstatement = \"s\"\nnetwork = { mlp = { act = \"tanh\", width = 10, depth = 2, sigma_w2 = 1.0 } }\nobservable = \"ln-gsc\"\nrelation = \">\"\n", "value"),
+        ("[[claim]]\nid = \"a\"\nstatement = \"s\"\nnetwork = { mlp = { act = \"tanh\", width = 0, depth = 2, sigma_w2 = 1.0 } }\nobservable = \"ln-gsc\"\nrelation = \">\"\nvalue = 1.0\n", "width"),
+        ("[[claim]]\nid = \"a\"\nstatement = \"s\"\ntest = \"no-such-test\"\n", "no-such-test"),
+        ("[[claim]]\nid = \"a\"\nstatement = \"s\"\n", "untestable"),
+        ("[[claim]]\nid = \"a\"\nstatment = \"s\"\n", "statment"),
+    ] {
+        let e = parse_claims(text, "mine.toml", None, false).unwrap_err().to_string();
+        assert!(e.contains("mine.toml") && e.contains(what), "{what}: {e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+}
+
+/// A prediction of 0.25 with a bias bound of 0.75 cannot fail: reported as such, not "supported"; the same
+/// prediction with a bound of 0.05 is an ordinary supported claim, and its resolution is bound + z se.
+#[test]
+fn claims_that_cannot_fail_are_reported_as_such() {
+    let e = |bias: f64| Evidence::equality(0.25, 0.26, 0.01, bias, String::new());
+    let mut rows = vec![
+        row("vacuous", e(0.75), false, true),
+        row("fine", e(0.05), false, true),
+    ];
+    apply_holm(&mut rows, 0.01);
+    assert_eq!(rows[0].verdict, Verdict::CannotFail);
+    assert_eq!(rows[1].verdict, Verdict::Supported);
+    let z = gradscale::stats::z_for_false_alarm(0.01);
+    let r = rows[1].evidence.as_ref().unwrap().resolution.unwrap();
+    assert!((r - (0.05 + z * 0.01)).abs() < 1e-12, "{r}");
+}
+
+/// The SELU fixed-point claims are wide enough (n = 1024) to resolve a 1% error in SELU's lambda: the length
+/// map from q = 1 then reaches q_8 = 1.0819 instead of 1.0001 (iterated by Gauss-Hermite quadrature), an
+/// effect of 0.082 on ||f_8||^2/n; and a 2% error in chi_1 would move ln GSC(8, 0) by 8 ln 1.01 = 0.080. In
+/// quick mode each claim's resolution at the audit's smallest Holm threshold (1e-3 / number of tested
+/// claims) must be below its effect, and the correct closed form must not be rejected there.
+#[test]
+fn selu_claims_resolve_a_one_percent_lambda_error() {
+    let tested = registry().iter().filter(|c| c.test.is_some()).count() as f64;
+    let threshold = 1e-3 / tested;
+    let z = gradscale::stats::z_for_false_alarm(threshold);
+    for (id, effect) in [
+        ("derived/gsc2-equals-chi1", 8.0 * 1.01f64.ln()),
+        ("literature/selu-fixed-point", 1.0819 - 1.0001),
+    ] {
+        let e = run(id);
+        let resolution = e.bias_bound + z * e.stderr;
+        println!("{id}: {e:?}, resolution {resolution:.4} vs effect {effect:.4}");
+        assert!(resolution < effect, "{id}: {e:?}: resolution {resolution}");
+        assert!(e.p_value > threshold, "{id}: {e:?}");
+    }
 }

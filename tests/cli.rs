@@ -254,3 +254,61 @@ fn an_unmeasurable_net_is_an_error_and_a_closed_pipe_is_not() {
     assert_eq!(child.wait().unwrap().code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// A user's claims file alone: verdicts with numbers for each claim, the false one contradicted; with
+/// `--fail-on contradicted` that is exit 1 with one stderr line naming it (the report is written either
+/// way), while the default (`broken`: only built-in claims and controls) exits 0. Derivation links and
+/// figures: none claimed, none mentioned.
+#[test]
+fn audit_user_claims_file_and_fail_on() {
+    let dir = std::env::temp_dir().join(format!("gradscale-claims-{}", std::process::id()));
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/claims/user-claims.toml"
+    );
+    let args = |fail_on: &'static str| {
+        vec![
+            "audit".to_string(),
+            "--quick".into(),
+            "--no-figures".into(),
+            "--claims".into(),
+            file.into(),
+            "--out".into(),
+            dir.to_str().unwrap().into(),
+            "--fail-on".into(),
+            fail_on.into(),
+        ]
+    };
+    let a: Vec<String> = args("contradicted");
+    let (code, stdout, stderr) = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    let failed: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("audit failed"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{stderr}");
+    assert!(failed[0].contains("user/he-relu-explodes"), "{stderr}");
+    assert!(!stdout.contains("figures in"), "{stdout}");
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let verdict = |id: &str| {
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("{id}"))["verdict"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(verdict("user/he-relu-explodes"), "contradicted");
+    assert_eq!(verdict("user/tanh-sw2-explodes"), "supported");
+    // The a-priori allowance 1.5 L/n = 0.75 at width 100, depth 50 covers the whole predicted effect.
+    assert_eq!(verdict("user/plain-tanh-closed-form"), "cannot-fail");
+    assert_eq!(v["results"].as_array().unwrap().len(), 3);
+    let a: Vec<String> = args("broken");
+    let (code, _, stderr) = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -9,15 +9,17 @@
 //! claims of one audit at family-wise rate `alpha` (theory/verification.md).
 
 mod capabilities;
+mod file;
 mod registry;
 
-pub use registry::{registry, AuditOptions};
+pub use file::{load_claims, parse_claims, Observable, Relation, Spec};
+pub use registry::{builtin_test, registry, AuditOptions, REGISTRY_TOML};
 
 use crate::error::Result;
 use crate::stats::p_two_sided;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum Source {
     /// Stated in Philipp, Song & Carbonell, arXiv 1712.05577 (abstract).
@@ -26,6 +28,8 @@ pub enum Source {
     Literature,
     /// Derived in this project (theory/).
     Derived,
+    /// A user's claims file.
+    User,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
@@ -35,6 +39,8 @@ pub enum Verdict {
     Contradicted,
     Inconclusive,
     NotTestable,
+    /// An equality claim whose tolerance covers its whole predicted effect: it could not have failed.
+    CannotFail,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
@@ -44,6 +50,8 @@ pub enum TestKind {
     Equality,
     /// The measurement exceeds `prediction` (the threshold), e.g. ln GSC > 0.
     Greater,
+    /// The measurement is below `prediction` (the threshold).
+    Less,
 }
 
 /// What a claim's test measured.
@@ -58,7 +66,14 @@ pub struct Evidence {
     pub bias_bound: f64,
     /// Signed (measurement - prediction) / stderr.
     pub z: f64,
-    /// p-value for rejecting the null hypothesis.
+    /// Equality claims: the smallest |measurement - prediction| the claim's test rejects at its Holm
+    /// threshold, bias_bound + z * stderr (set by `apply_holm`). A claim whose resolution is at least
+    /// |prediction| (prediction != 0) cannot fail: its allowance swallows the whole predicted effect.
+    pub resolution: Option<f64>,
+    /// p-value of the claim's null hypothesis, under a normal sample mean. Equality: two-sided, of "the
+    /// closed form is right", judged on the excess of |measurement - prediction| over the bias bound (small
+    /// p contradicts the claim). Greater / less: one-sided, of "the measurement is not beyond the threshold"
+    /// (small p supports the claim).
     pub p_value: f64,
     /// What was measured, in words, with the configuration and seed.
     pub detail: String,
@@ -92,6 +107,7 @@ impl Evidence {
             stderr,
             bias_bound,
             z: if stderr > 0.0 { diff / stderr } else { 0.0 },
+            resolution: None,
             p_value,
             detail,
             figure: None,
@@ -116,9 +132,22 @@ impl Evidence {
             stderr,
             bias_bound: 0.0,
             z,
+            resolution: None,
             p_value,
             detail,
             figure: None,
+        }
+    }
+
+    /// A one-sided test that the measurement is below `threshold`.
+    pub fn less(threshold: f64, measurement: f64, stderr: f64, detail: String) -> Evidence {
+        let g = Evidence::greater(-threshold, -measurement, stderr, detail);
+        Evidence {
+            kind: TestKind::Less,
+            prediction: threshold,
+            measurement,
+            z: -g.z,
+            ..g
         }
     }
 
@@ -128,21 +157,41 @@ impl Evidence {
     }
 }
 
-/// How a claim is tested.
-pub type ClaimTest = fn(&AuditOptions) -> Result<Evidence>;
+/// A built-in measurement, named in a claims file by `test = "..."`.
+pub type ClaimTestFn = fn(&AuditOptions) -> Result<Evidence>;
 
-/// One entry of the registry.
+/// How a claim is tested.
+#[derive(Clone, Debug)]
+pub enum ClaimTest {
+    Builtin(ClaimTestFn),
+    /// Network + observable + relation, as stated in a claims file.
+    Spec(Box<Spec>),
+}
+
+impl ClaimTest {
+    pub fn run(&self, o: &AuditOptions) -> Result<Evidence> {
+        match self {
+            ClaimTest::Builtin(f) => f(o),
+            ClaimTest::Spec(s) => s.run(o),
+        }
+    }
+}
+
+/// One entry of the registry or of a user's claims file.
+#[derive(Clone, Debug)]
 pub struct Claim {
-    pub id: &'static str,
-    pub statement: &'static str,
+    pub id: String,
+    pub statement: String,
     pub source: Source,
     /// The publication, for `Source::Literature` and `Source::SeedPaper`.
-    pub reference: &'static str,
+    pub reference: String,
     /// The derivation in theory/.
-    pub theory: &'static str,
+    pub theory: String,
     /// None: not testable by this project (yet); `untestable` says why.
     pub test: Option<ClaimTest>,
-    pub untestable: &'static str,
+    pub untestable: String,
+    /// From the embedded registry (not a user's file).
+    pub builtin: bool,
     /// A negative control: a claim known to be false (e.g. a closed form applied outside its validity),
     /// expected to come back contradicted. It shows the audit has the power to reject; it is judged on
     /// its own at rate `alpha`, outside the Holm family of the claims under audit.
@@ -163,6 +212,8 @@ pub struct ClaimResult {
     pub holm_threshold: Option<f64>,
     /// A negative control (see `Claim::control`).
     pub control: bool,
+    /// From the embedded registry.
+    pub builtin: bool,
     pub note: String,
     pub seconds: f64,
 }
@@ -194,6 +245,7 @@ pub fn apply_holm(results: &mut [ClaimResult], alpha: f64) {
         if let Some(e) = &r.evidence {
             r.holm_threshold = Some(alpha);
             r.verdict = verdict_of(e, e.p_value <= alpha, alpha);
+            set_resolution(r, alpha);
         }
     }
     let m = idx.len();
@@ -208,6 +260,23 @@ pub fn apply_holm(results: &mut [ClaimResult], alpha: f64) {
         }
         r.holm_threshold = Some(threshold);
         r.verdict = verdict_of(e, reject, threshold);
+        set_resolution(r, threshold);
+    }
+}
+
+fn set_resolution(r: &mut ClaimResult, threshold: f64) {
+    let Some(e) = r.evidence.as_mut() else {
+        return;
+    };
+    if e.kind != TestKind::Equality {
+        return;
+    }
+    let res = e.bias_bound + crate::stats::z_for_false_alarm(threshold) * e.stderr;
+    e.resolution = Some(res);
+    // A prediction of zero (up to round-off: relu's ln GSC is ~1e-16) claims "no effect", which a
+    // measurement can contradict whatever the allowance; only a nonzero effect can be swallowed.
+    if r.verdict == Verdict::Supported && e.prediction.abs() > 1e-9 && res >= e.prediction.abs() {
+        r.verdict = Verdict::CannotFail;
     }
 }
 
@@ -215,10 +284,15 @@ fn verdict_of(e: &Evidence, reject: bool, threshold: f64) -> Verdict {
     match (e.kind, reject) {
         (TestKind::Equality, true) => Verdict::Contradicted,
         (TestKind::Equality, false) => Verdict::Supported,
-        (TestKind::Greater, true) => Verdict::Supported,
-        // Not significantly above the threshold: contradicted if significantly below it.
-        (TestKind::Greater, false) => {
-            if e.z < -crate::stats::z_for_false_alarm(2.0 * threshold) {
+        (TestKind::Greater | TestKind::Less, true) => Verdict::Supported,
+        // Not significantly beyond the threshold: contradicted if significantly on the wrong side of it.
+        (TestKind::Greater | TestKind::Less, false) => {
+            let wrong_side = if e.kind == TestKind::Greater {
+                -e.z
+            } else {
+                e.z
+            };
+            if wrong_side > crate::stats::z_for_false_alarm(2.0 * threshold) {
                 Verdict::Contradicted
             } else {
                 Verdict::Inconclusive
@@ -239,6 +313,9 @@ pub struct AuditReport {
     pub contradicted: usize,
     pub inconclusive: usize,
     pub not_testable: usize,
+    /// Equality claims whose tolerance covers the whole predicted effect (`Verdict::CannotFail`).
+    #[serde(default)]
+    pub cannot_fail: usize,
     /// Negative controls run, and how many came back contradicted as expected (not in the counts above).
     pub controls: usize,
     pub controls_rejected: usize,
@@ -247,21 +324,39 @@ pub struct AuditReport {
 /// A user's architecture as a claim: the closed form agrees with the measurement at every layer.
 /// The p-value is the Bonferroni-adjusted smallest p over the per-layer comparisons of `verify::check`.
 pub fn architecture_claim(net: &crate::Network, name: &str, o: &AuditOptions) -> Result<Evidence> {
-    use crate::montecarlo::{simulate, Estimator, McOptions};
+    use crate::montecarlo::Estimator;
+    // A batch-coupled net's Jacobian is of the whole batch map (n B wide): probes, as in examples/README.md.
+    let estimator = if net.batch_coupled() {
+        Estimator::Probes(4)
+    } else {
+        Estimator::Exact
+    };
+    architecture_check(
+        net,
+        name,
+        if o.quick { 32 } else { 128 },
+        o.seed + 1000,
+        estimator,
+    )
+}
+
+/// The closed form against the measurement at every layer (`verify::check`), as one equality claim.
+pub fn architecture_check(
+    net: &crate::Network,
+    name: &str,
+    samples: usize,
+    seed: u64,
+    estimator: crate::montecarlo::Estimator,
+) -> Result<Evidence> {
+    use crate::montecarlo::{simulate, McOptions};
     use crate::theory::{predict, MfOptions};
     let p = predict(net, &MfOptions::default())?;
     let m = simulate(
         net,
         &McOptions {
-            samples: if o.quick { 32 } else { 128 },
-            seed: o.seed + 1000,
-            // A batch-coupled net's Jacobian is of the whole batch map (n B wide): probes, as in
-            // examples/README.md.
-            estimator: if net.batch_coupled() {
-                Estimator::Probes(4)
-            } else {
-                Estimator::Exact
-            },
+            samples,
+            seed,
+            estimator,
         },
     )?;
     let r = crate::verify::check(net, &p, &m, &crate::verify::CheckPolicy::default());
@@ -300,7 +395,7 @@ pub fn architecture_claim(net: &crate::Network, name: &str, o: &AuditOptions) ->
             c.measured,
             c.stderr,
             m.samples,
-            o.seed + 1000
+            seed
         ),
     );
     e.p_value = (pmin * n).min(1.0);
@@ -321,15 +416,25 @@ fn has_kappa_invalid_act(ops: &[crate::arch::Op]) -> bool {
     })
 }
 
-/// Runs every claim (and the user's architectures), then Holm over the tested ones. `progress` gets
-/// (index, total, id) before each claim.
+/// Runs every built-in claim (and the user's architectures), then Holm over the tested ones. `progress`
+/// gets (index, total, id) before each claim.
 pub fn run_audit(
     o: &AuditOptions,
     archs: &[(String, crate::Network)],
     alpha: f64,
     progress: &dyn Fn(usize, usize, &str),
 ) -> AuditReport {
-    let reg = registry();
+    run_claims(o, &registry(), archs, alpha, progress)
+}
+
+/// Runs the given claims (built-in, a user's, or both) and architectures, then Holm over the tested ones.
+pub fn run_claims(
+    o: &AuditOptions,
+    reg: &[Claim],
+    archs: &[(String, crate::Network)],
+    alpha: f64,
+    progress: &dyn Fn(usize, usize, &str),
+) -> AuditReport {
     let total = reg.len() + archs.len();
     let mut results = Vec::with_capacity(total);
     let timed = |f: &dyn Fn() -> Result<Evidence>| {
@@ -338,20 +443,20 @@ pub fn run_audit(
         (r, t.elapsed().as_secs_f64())
     };
     for (i, c) in reg.iter().enumerate() {
-        progress(i + 1, total, c.id);
-        let (evidence, note, seconds) = match c.test {
-            None => (None, c.untestable.to_string(), 0.0),
-            Some(test) => match timed(&|| test(o)) {
+        progress(i + 1, total, &c.id);
+        let (evidence, note, seconds) = match &c.test {
+            None => (None, c.untestable.clone(), 0.0),
+            Some(test) => match timed(&|| test.run(o)) {
                 (Ok(e), s) => (Some(e), String::new(), s),
                 (Err(e), s) => (None, format!("could not be run: {e}"), s),
             },
         };
         results.push(ClaimResult {
-            id: c.id.into(),
-            statement: c.statement.into(),
+            id: c.id.clone(),
+            statement: c.statement.clone(),
             source: c.source,
-            reference: c.reference.into(),
-            theory: c.theory.into(),
+            reference: c.reference.clone(),
+            theory: c.theory.clone(),
             verdict: if c.test.is_none() {
                 Verdict::NotTestable
             } else {
@@ -360,6 +465,7 @@ pub fn run_audit(
             evidence,
             holm_threshold: None,
             control: c.control,
+            builtin: c.builtin,
             note,
             seconds,
         });
@@ -382,6 +488,7 @@ pub fn run_audit(
             evidence,
             holm_threshold: None,
             control: false,
+            builtin: false,
             note,
             seconds,
         });
@@ -406,25 +513,73 @@ pub fn run_audit(
         contradicted: count(Verdict::Contradicted),
         inconclusive: count(Verdict::Inconclusive),
         not_testable: count(Verdict::NotTestable),
+        cannot_fail: count(Verdict::CannotFail),
         controls,
         controls_rejected,
         results,
     }
 }
 
+/// When an audit counts as failed (the CLI then exits 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailOn {
+    /// The audit itself is broken: a built-in claim contradicted, or a negative control not rejected (the
+    /// audit could not reject a claim known to be false).
+    Broken,
+    /// As `Broken`, and also any contradicted claim of a user's file or architecture.
+    Contradicted,
+    /// Never (exploration).
+    Never,
+}
+
 impl AuditReport {
-    /// The report as Markdown; `figures` maps figure names to paths relative to the report.
+    /// Why the audit failed under `fail_on`, one line per reason; empty if it passed.
+    pub fn failures(&self, fail_on: FailOn) -> Vec<String> {
+        if fail_on == FailOn::Never {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for r in &self.results {
+            if r.control {
+                if r.verdict != Verdict::Contradicted {
+                    out.push(format!(
+                        "negative control {} was not rejected: the audit could not reject a false claim",
+                        r.id
+                    ));
+                }
+            } else if r.verdict == Verdict::Contradicted
+                && (r.builtin || fail_on == FailOn::Contradicted)
+            {
+                out.push(format!(
+                    "{} claim {} is contradicted",
+                    if r.builtin { "built-in" } else { "user" },
+                    r.id
+                ));
+            }
+        }
+        out
+    }
+
+    /// The report as Markdown, linking derivations as `../theory/...` (an `--out` one level below the
+    /// repository root); `figures` maps figure names to paths relative to the report.
     pub fn to_markdown(&self, figures: &[(String, String)]) -> String {
+        self.to_markdown_linked(figures, Some("../"))
+    }
+
+    /// The report as Markdown; derivations are linked as `prefix` + path (None: named, not linked).
+    pub fn to_markdown_linked(&self, figures: &[(String, String)], prefix: Option<&str>) -> String {
         let mut s = String::new();
         s.push_str("# gradscale audit\n\n");
         s.push_str(&format!(
-            "Seed {}, {} mode. {} supported, {} contradicted, {} inconclusive, {} not testable. Verdicts use Holm's procedure over all tested claims at family-wise false-alarm rate {}. Equality claims are contradicted when the measurement is farther from the closed form than sampling noise plus the stated finite-width bias bound allows; directional claims are supported when the measurement is significantly beyond the threshold.\n\n",
+            "Seed {}, {} mode. {} supported, {} contradicted, {} inconclusive, {} not testable, {} cannot fail (an equality claim whose tolerance at its Holm threshold, the \"resolves\" value, covers the whole predicted effect). Verdicts use Holm's procedure over all tested claims at family-wise false-alarm rate {}. Equality claims are contradicted when the measurement is farther from the closed form than sampling noise plus the stated finite-width bias bound allows; directional claims are supported when the measurement is significantly beyond the threshold.\n\n",
             self.seed,
             if self.quick { "quick" } else { "full" },
             self.supported,
             self.contradicted,
             self.inconclusive,
             self.not_testable,
+            self.cannot_fail,
             self.alpha
         ));
         if self.controls > 0 {
@@ -433,6 +588,7 @@ impl AuditReport {
                 self.alpha, self.controls_rejected, self.controls
             ));
         }
+        s.push_str("The p column: for an equality claim, the two-sided p-value of \"the closed form is right\", computed on the excess of |measurement - prediction| over the bias bound (small p contradicts the claim); for a directional claim (> or <), the one-sided p-value of \"the measurement is not beyond the threshold\" (small p supports it). Both assume a normal sample mean with the measured standard error.\n\n");
         s.push_str("| claim | source | verdict | prediction / threshold | measurement | z | p | derivation |\n|---|---|---|---|---|---|---|---|\n");
         for r in &self.results {
             let verdict = match (r.verdict, r.control) {
@@ -442,19 +598,27 @@ impl AuditReport {
                 (Verdict::Contradicted, _) => "**contradicted**",
                 (Verdict::Inconclusive, _) => "inconclusive",
                 (Verdict::NotTestable, _) => "not testable",
+                (Verdict::CannotFail, _) => "cannot fail (tolerance covers the effect)",
             };
             let source = match r.source {
                 Source::SeedPaper => "seed paper",
                 Source::Literature => "literature",
                 Source::Derived => "derived here",
+                Source::User => "user",
             };
             let (pred, meas, z, p) = match &r.evidence {
                 Some(e) => (
                     match e.kind {
                         TestKind::Equality => {
-                            format!("= {:.4} (bias bound {:.2e})", e.prediction, e.bias_bound)
+                            format!(
+                                "= {:.4} (bias bound {:.2e}; resolves {})",
+                                e.prediction,
+                                e.bias_bound,
+                                e.resolution.map_or("-".into(), |r| format!("{r:.2e}"))
+                            )
                         }
                         TestKind::Greater => format!("> {:.4}", e.prediction),
+                        TestKind::Less => format!("< {:.4}", e.prediction),
                     },
                     format!("{:.4} ± {:.4}", e.measurement, e.stderr),
                     format!("{:.2}", e.z),
@@ -462,9 +626,14 @@ impl AuditReport {
                 ),
                 None => ("-".into(), "-".into(), "-".into(), "-".into()),
             };
+            let derivation = match (prefix, r.theory.is_empty()) {
+                (_, true) => "-".to_string(),
+                (Some(pre), false) => format!("[{}]({pre}{})", r.theory, r.theory),
+                (None, false) => format!("`{}`", r.theory),
+            };
             s.push_str(&format!(
-                "| `{}` | {} | {} | {} | {} | {} | {} | [{}](../{}) |\n",
-                r.id, source, verdict, pred, meas, z, p, r.theory, r.theory
+                "| `{}` | {} | {} | {} | {} | {} | {} | {} |\n",
+                r.id, source, verdict, pred, meas, z, p, derivation
             ));
         }
         s.push_str("\n## Details\n\n");

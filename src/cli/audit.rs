@@ -1,8 +1,8 @@
-use gradscale::claims::{run_audit, AuditOptions, Verdict};
+use gradscale::claims::{load_claims, registry, run_claims, AuditOptions, FailOn, Verdict};
 use gradscale::plot::figures::FigureOptions;
 use gradscale::{Error, Result};
 use std::fmt::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -18,6 +18,17 @@ pub struct Args {
     /// Also audit these architecture files (TOML, see examples/): the closed form against the measurement at every layer.
     #[arg(long)]
     pub arch: Vec<PathBuf>,
+    /// Audit the claims of this TOML file (repeatable; format: theory/verification.md, examples/claims/).
+    /// Alone unless --with-builtin is given.
+    #[arg(long, value_name = "FILE")]
+    pub claims: Vec<PathBuf>,
+    /// With --claims: also run the built-in claims.
+    #[arg(long)]
+    pub with_builtin: bool,
+    /// Exit 1 when: a built-in claim is contradicted or a negative control is not rejected (broken), also
+    /// when any user claim is contradicted (contradicted), or never.
+    #[arg(long, value_enum, default_value_t = FailOnArg::Broken)]
+    pub fail_on: FailOnArg,
     /// Output folder: report.md, report.json and figures/.
     #[arg(long, default_value = "audit-report")]
     pub out: PathBuf,
@@ -27,6 +38,37 @@ pub struct Args {
     /// Print the report as JSON on stdout (it is written to OUT/report.json either way).
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum FailOnArg {
+    Broken,
+    Contradicted,
+    Never,
+}
+
+/// A relative path from `from` (a directory) to `to` (a directory), both made absolute; None if either
+/// does not exist.
+fn relative_dir(from: &Path, to: &Path) -> Option<String> {
+    let (f, t) = (from.canonicalize().ok()?, to.canonicalize().ok()?);
+    let (fc, tc): (Vec<_>, Vec<_>) = (f.components().collect(), t.components().collect());
+    let common = fc.iter().zip(&tc).take_while(|(a, b)| a == b).count();
+    let mut s = String::new();
+    for _ in common..fc.len() {
+        s.push_str("../");
+    }
+    for c in &tc[common..] {
+        s.push_str(&c.as_os_str().to_string_lossy());
+        s.push('/');
+    }
+    Some(s)
+}
+
+/// Writes `text` to `path` through a temporary file in the same folder and a rename.
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
 }
 
 fn io_err(p: &std::path::Path) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -49,12 +91,30 @@ pub fn run(a: &Args) -> Result<String> {
             Ok((name, net))
         })
         .collect::<Result<Vec<_>>>()?;
+    let mut claims = Vec::new();
+    if a.claims.is_empty() || a.with_builtin {
+        claims = registry();
+    }
+    for p in &a.claims {
+        for c in load_claims(p)? {
+            if claims
+                .iter()
+                .any(|o: &gradscale::claims::Claim| o.id == c.id)
+            {
+                return Err(Error::File {
+                    path: p.display().to_string(),
+                    message: format!("claim '{}': id already used by another claim", c.id),
+                });
+            }
+            claims.push(c);
+        }
+    }
     let o = AuditOptions {
         seed: a.seed,
         quick: a.quick,
     };
     let t0 = std::time::Instant::now();
-    let report = run_audit(&o, &archs, a.alpha, &|i, n, id| {
+    let report = run_claims(&o, &claims, &archs, a.alpha, &|i, n, id| {
         eprintln!(
             "audit [{i}/{n}] {id}  ({:.0} s)",
             t0.elapsed().as_secs_f64()
@@ -95,9 +155,26 @@ pub fn run(a: &Args) -> Result<String> {
     }
     let md = a.out.join("report.md");
     let js = a.out.join("report.json");
-    std::fs::write(&md, report.to_markdown(&figures)).map_err(io_err(&md))?;
+    // Derivation links relative to wherever --out is, when run from a checkout (theory/ present).
+    let prefix = Path::new("theory")
+        .is_dir()
+        .then(|| relative_dir(&a.out, Path::new(".")))
+        .flatten();
+    write_atomic(&md, &report.to_markdown_linked(&figures, prefix.as_deref()))?;
     let json = serde_json::to_string_pretty(&report).expect("json");
-    std::fs::write(&js, &json).map_err(io_err(&js))?;
+    write_atomic(&js, &json)?;
+    let fail_on = match a.fail_on {
+        FailOnArg::Broken => FailOn::Broken,
+        FailOnArg::Contradicted => FailOn::Contradicted,
+        FailOnArg::Never => FailOn::Never,
+    };
+    let failures = report.failures(fail_on);
+    if !failures.is_empty() {
+        for f in &failures {
+            eprintln!("audit failed: {f}");
+        }
+        super::set_exit_code(1);
+    }
     if a.json {
         return Ok(format!("{json}\n"));
     }
@@ -115,6 +192,7 @@ pub fn run(a: &Args) -> Result<String> {
             (Verdict::Contradicted, _) => "CONTRADICTED",
             (Verdict::Inconclusive, _) => "inconclusive",
             (Verdict::NotTestable, _) => "not testable",
+            (Verdict::CannotFail, _) => "cannot fail",
         };
         match &r.evidence {
             Some(e) => {
@@ -135,17 +213,22 @@ pub fn run(a: &Args) -> Result<String> {
     }
     let _ = writeln!(
         s,
-        "{} supported, {} contradicted, {} inconclusive, {} not testable; negative controls {} of {} rejected as expected ({:.0} s). Report: {} and {}; figures in {}",
+        "{} supported, {} contradicted, {} inconclusive, {} not testable, {} cannot fail; negative controls {} of {} rejected as expected ({:.0} s). Report: {} and {}{}",
         report.supported,
         report.contradicted,
         report.inconclusive,
         report.not_testable,
+        report.cannot_fail,
         report.controls_rejected,
         report.controls,
         t0.elapsed().as_secs_f64(),
         md.display(),
         js.display(),
-        a.out.join("figures").display()
+        if figures.is_empty() {
+            String::new()
+        } else {
+            format!("; figures in {}", a.out.join("figures").display())
+        }
     );
     Ok(s)
 }

@@ -72,6 +72,14 @@ enum Command {
     Train(train::Args),
 }
 
+/// Set by a command that ran and printed its output but whose result is a failure (an audit that
+/// contradicted a built-in claim or could not reject a control): the process exits with it (1).
+static EXIT_CODE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+pub fn set_exit_code(code: i32) {
+    EXIT_CODE.store(code, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Runs the CLI and returns the exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -121,7 +129,7 @@ pub fn main() -> i32 {
                     eprintln!("error: writing the output: {e}");
                     2
                 }
-                _ => 0,
+                _ => EXIT_CODE.load(std::sync::atomic::Ordering::Relaxed),
             }
         }
         Err(e) => {

@@ -117,6 +117,7 @@ pub fn table(p: &Prediction, fin: Option<&FinitePrediction>, every: Option<usize
             match f.method {
                 FiniteMethod::Exact => "exact law, sampled reduced product",
                 FiniteMethod::Expansion => "O(1/n) expansion",
+                FiniteMethod::Chain => "scalar-state chain, sampled",
             },
             f.degenerate_probability
         );

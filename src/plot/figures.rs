@@ -288,7 +288,7 @@ fn resnet_dilution(o: &FigureOptions) -> Result<Figure> {
 /// (theory::finite_width), the infinite-width value, and Monte Carlo means with 95% CIs.
 /// Widths where the prediction is outside its validity are left off the prediction lines.
 fn finite_width(o: &FigureOptions) -> Result<Figure> {
-    use crate::theory::finite_width::{predict_finite, FiniteOptions};
+    use crate::theory::finite_width::{predict_finite, FiniteOptions, FiniteValue};
     let depth = 50;
     let widths: Vec<usize> = if o.quick {
         vec![10, 30, 100]
@@ -306,6 +306,7 @@ fn finite_width(o: &FigureOptions) -> Result<Figure> {
     for (i, &(act, sw2, label)) in acts.iter().enumerate() {
         let (mut mean, mut q05, mut q95, mut inf, mut pts, mut bars) =
             (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let mut beyond = vec![];
         for (j, &w) in widths.iter().enumerate() {
             let net = Network::mlp(MlpSpec {
                 act,
@@ -331,7 +332,15 @@ fn finite_width(o: &FigureOptions) -> Result<Figure> {
                     q05.push((x, l.q05));
                     q95.push((x, l.q95));
                 }
-                None => outside.push(format!("{label} n={w}")),
+                None => {
+                    outside.push(format!("{label} n={w}"));
+                    // The chain's mean past its measured validity: drawn apart, not as the law.
+                    if let Some(FiniteValue::OutsideValidity { shift: Some(s), .. }) =
+                        f.log_gsc_to_output.first()
+                    {
+                        beyond.push((x, p.layers[0].log_gsc_to_output + s));
+                    }
+                }
             }
             {
                 let m = simulate(
@@ -363,6 +372,13 @@ fn finite_width(o: &FigureOptions) -> Result<Figure> {
             q95,
         ));
         series.push(Series::line(format!("{label}: infinite width"), 6 + i, inf));
+        if !beyond.is_empty() {
+            series.push(Series::line(
+                format!("{label}: chain law beyond its validity (tau > 1/3)"),
+                8 + i,
+                beyond,
+            ));
+        }
         series.push(Series::points(
             format!("{label}: measured mean"),
             2 * i,
@@ -374,7 +390,7 @@ fn finite_width(o: &FigureOptions) -> Result<Figure> {
         "all predictions within validity".to_string()
     } else {
         format!(
-            "outside validity (omitted from lines): {}",
+            "outside validity (off the law's lines): {}",
             outside.join(", ")
         )
     };
@@ -382,7 +398,7 @@ fn finite_width(o: &FigureOptions) -> Result<Figure> {
         name: "finite-width".into(),
         title: "Finite-width law of ln GSC(L, 0), depth 50".into(),
         caption: format!(
-            "depth 50, sigma_b = 0; lines: finite-width law (relu: exact route, {spectra} spectra, else the O(1/n) expansion beyond the exact route's budget; tanh: expansion); points: mean of {samples} nets, 95% CI; {note}; seed {}",
+            "depth 50, sigma_b = 0; lines: finite-width law (relu: exact route, {spectra} spectra, else the chain beyond the exact route's budget; tanh: the chain law, {spectra} draws, drawn apart where tau > 1/3); points: mean of {samples} nets, 95% CI; {note}; seed {}",
             o.seed
         ),
         x_label: "width n".into(),
@@ -399,10 +415,7 @@ fn finite_width(o: &FigureOptions) -> Result<Figure> {
 /// network, (ln GSC(L, l0) - ln GSC(L, l1)) / (l1 - l0), which cancels both ends' transients (the input layer
 /// and the top-of-Jacobian factor); mean and standard error over networks.
 fn bn_rate(o: &FigureOptions) -> Result<Figure> {
-    use crate::montecarlo::{run_sample, sample_rng};
-    use crate::stats::Summary;
     use crate::theory::norm::batch_norm_rate;
-    use rayon::prelude::*;
     let (width, depth, l0, l1) = (100, 16, 2, 12);
     let batches: Vec<usize> = if o.quick {
         vec![4, 16, 64]
@@ -464,21 +477,15 @@ fn bn_rate(o: &FigureOptions) -> Result<Figure> {
                 ],
             };
             let seed = o.seed + (100 * c + j) as u64;
-            let rates: Vec<f64> = (0..samples)
-                .into_par_iter()
-                .filter_map(|i| {
-                    let out = run_sample(
-                        &net,
-                        &mut sample_rng(seed, i as u64),
-                        Estimator::Probes(probes),
-                    );
-                    out.usable().then(|| {
-                        (out.log_gsc_to_output[l0] - out.log_gsc_to_output[l1]) / (l1 - l0) as f64
-                    })
-                })
-                .collect();
-            let s = Summary::of(&rates)
-                .ok_or_else(|| Error::Unsupported("bn-rate: no non-degenerate samples".into()))?;
+            let s = crate::verify::sampled::rate_between(
+                &net,
+                samples,
+                seed,
+                Estimator::Probes(probes),
+                l0,
+                l1,
+            )
+            .map_err(|e| Error::Unsupported(format!("bn-rate: {e}")))?;
             pts.push((b as f64, s.mean.exp()));
             bars.push((
                 (s.mean - Z95 * s.stderr).exp(),

@@ -8,7 +8,7 @@ use crate::arch::{Network, Op, Skip};
 use crate::error::Result;
 use serde::Serialize;
 
-/// The closed form of one residual block b = s + alpha rho, in the notation of REFERENCE §7.
+/// The closed form of one residual block b = s + alpha rho, in the notation of theory/pythagorean.md (Philipp, Song & Carbonell, arXiv 1712.05577, on ResNets).
 #[derive(Clone, Debug, Serialize)]
 pub struct BlockPrediction {
     /// Layer index l of the block's output f_l.

@@ -1,5 +1,5 @@
 //! Dynamical-isometry moments of the input-output Jacobian J = D_L W_L ... D_1 W_1 of an MLP at infinite
-//! width (REFERENCE §8, theory/orthogonal.md): m_1 = tau(J J^T) and the normalised variance
+//! width (Pennington, Schoenholz & Ganguli 2017; theory/orthogonal.md): m_1 = tau(J J^T) and the normalised variance
 //! sigma^2_{JJ^T} / m_1^2 = sum_l (mu_2/mu_1^2 - 1 - s_1), with mu_k = E[phi'(h_l)^{2k}] at the layer's
 //! pre-activation variance and s_1 = -1 (Gaussian W) or 0 (orthogonal W). The normalised variances of free
 //! factors add exactly (tau(PQPQ) for free P, Q), so this holds at any depth, not only at a fixed point.

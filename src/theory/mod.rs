@@ -9,6 +9,7 @@ pub mod blocks;
 pub mod collapse;
 mod dense;
 pub mod diagnose;
+mod finite_chain;
 pub mod finite_width;
 pub mod fixed_point;
 pub mod isometry;
@@ -140,7 +141,7 @@ pub struct LayerPrediction {
     pub c: Option<f64>,
 }
 
-/// Least-squares line ln GSC(L, L-l) = ln c + l ln r over l = 0..=L (REFERENCE §1): the explosion rate r
+/// Least-squares line ln GSC(L, L-l) = ln c + l ln r over l = 0..=L (theory/gsc-mlp.md): the explosion rate r
 /// per layer and the intercept c.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct ExplosionFit {

@@ -59,7 +59,7 @@ pub struct BnRate {
     pub kind: BnRateKind,
 }
 
-/// Arc-cosine kernel of ReLU normalised to E[relu^2] (REFERENCE §4.1): J(c) and J'(c).
+/// Arc-cosine kernel of ReLU normalised to E[relu^2] (Cho & Saul 2009, "Kernel methods for deep learning"; theory/collapse.md): J(c) and J'(c).
 pub fn arccos_kernel(c: f64) -> (f64, f64) {
     let c = c.clamp(-1.0, 1.0);
     let t = c.acos();

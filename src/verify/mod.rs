@@ -4,6 +4,7 @@
 
 pub mod collapse;
 pub mod finite;
+pub mod sampled;
 
 use crate::arch::Network;
 use crate::montecarlo::Measurement;
@@ -70,7 +71,11 @@ pub struct CheckReport {
     pub inconclusive: usize,
 }
 
-fn compare(
+/// One prediction against one measured summary: `Disagree` when |mean - predicted| exceeds
+/// `z_crit * stderr + bias_bound`, `Inconclusive` with fewer than two samples or an undefined standard
+/// error or prediction. Under the null (the prediction is the expectation and the bias bound holds) and
+/// normal sample means, `Disagree` has probability at most 2 (1 - Phi(z_crit)).
+pub fn compare(
     quantity: &str,
     layer: usize,
     predicted: f64,

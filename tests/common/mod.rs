@@ -1,0 +1,59 @@
+//! Network builders shared by the integration tests (each test file includes this module with
+//! `mod common;`, so not every helper is used by every file).
+
+#![allow(dead_code)]
+
+use gradscale::arch::{Dense, Init, InputModel, Layer, MlpSpec, Network, Op, Residual, Skip};
+use gradscale::Nonlinearity;
+
+pub fn mlp(act: Nonlinearity, width: usize, depth: usize, sigma_w2: f64, sigma_b2: f64) -> Network {
+    Network::mlp(MlpSpec {
+        act,
+        width,
+        depth,
+        sigma_w2,
+        sigma_b2,
+    })
+    .expect("valid mlp")
+}
+
+pub fn dense(width: usize, sigma_w2: f64, sigma_b2: f64) -> Op {
+    Op::Dense(Dense {
+        width,
+        sigma_w2,
+        sigma_b2,
+        init: Init::Gaussian,
+    })
+}
+
+/// A network from an input width and one op list per layer (widths may differ from layer to layer).
+pub fn layers(input_width: usize, batch: usize, layers: Vec<Vec<Op>>) -> Network {
+    Network {
+        input: InputModel {
+            width: input_width,
+            batch,
+            correlation: 0.0,
+            data: None,
+        },
+        layers: layers.into_iter().map(|ops| Layer { ops }).collect(),
+    }
+}
+
+/// `depth` copies of one layer.
+pub fn stack(width: usize, batch: usize, depth: usize, ops: Vec<Op>) -> Network {
+    layers(width, batch, vec![ops; depth])
+}
+
+/// `blocks` residual blocks x + alpha * branch(x), identity skip.
+pub fn resnet(width: usize, blocks: usize, alpha: f64, branch: Vec<Op>) -> Network {
+    stack(
+        width,
+        1,
+        blocks,
+        vec![Op::Residual(Residual {
+            skip: Skip::Identity,
+            alpha,
+            branch,
+        })],
+    )
+}
