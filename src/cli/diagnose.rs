@@ -49,8 +49,8 @@ fn opt(x: Option<f64>) -> String {
 }
 
 fn depth(x: Option<usize>, max: usize) -> String {
-    x.map(|d| format!("layer {d}"))
-        .unwrap_or_else(|| format!("never (searched to {max})"))
+    x.map(|d| format!("at layer {d}"))
+        .unwrap_or_else(|| format!("never (searched to layer {max})"))
 }
 
 fn table(d: &Diagnosis, a: &Args, l: usize) -> String {
@@ -94,7 +94,7 @@ fn table(d: &Diagnosis, a: &Args, l: usize) -> String {
         );
         let _ = writeln!(
             s,
-            "collapse: c* = {}  xi_c = {}; correlation passes 0.99 at {}; sign diversity < 0.1 at {}",
+            "collapse: c* = {}  xi_c = {}; correlation passes 0.99 {}; sign diversity < 0.1 {}",
             opt(p.c_star),
             opt(p.xi_c),
             depth(p.collapse_depth_correlation, 100_000),
@@ -126,7 +126,19 @@ fn table(d: &Diagnosis, a: &Args, l: usize) -> String {
             }
         }
     }
-    if let Some(r) = &d.residual {
+    if d.edge_of_chaos.is_none() && d.residual.is_none() && d.width.is_none() {
+        let _ = writeln!(s, "  none for this architecture (see the note below)");
+    }
+    if let Some(r) = d.residual.as_ref().filter(|r| r.alpha >= 1.0) {
+        let _ = writeln!(
+            s,
+            "  ResNet (f_l = f_(l-1) + alpha W2 phi(W1 f_(l-1) + b), {} blocks): GSC(L,0) = {} at alpha = 1, already <= {}",
+            r.blocks,
+            super::fmt_pos(r.log_gsc_at_alpha_one.exp(), r.log_gsc_at_alpha_one),
+            r.target_gsc
+        );
+    }
+    if let Some(r) = d.residual.as_ref().filter(|r| r.alpha < 1.0) {
         let _ = writeln!(
             s,
             "  ResNet (f_l = f_(l-1) + alpha W2 phi(W1 f_(l-1) + b), {} blocks): GSC(L,0) = {} at alpha = 1; alpha = {:.6} keeps it at {} (dilution k = {:.3} first block, {:.3} last)",

@@ -422,7 +422,10 @@ fn width_advice(net: &Network, width: usize, mean_field: f64, sd_tol: f64) -> Wi
                 }
             }
             out.width_for_sd = Some(hi);
-            out.width_for_sd_method = Some("expansion");
+            out.width_for_sd_method = Some(match method {
+                FiniteMethod::Chain => "chain",
+                _ => "expansion",
+            });
         }
         Ok((_, FiniteValue::OutsideValidity { tau, .. })) => {
             out.note = Some(format!(
