@@ -53,9 +53,26 @@ fn engines(c: &mut Criterion) {
     });
 }
 
+/// The finite-width chain law (theory/finite-width.md section 8) at depth 100: the target is
+/// 50 ms at any width. Cost per draw is O(sum of widths + depth^2), so it is far over that at width 300
+/// with the default 2000 draws.
+fn finite_chain(c: &mut Criterion) {
+    use gradscale::theory::finite_width::{predict_finite, FiniteOptions};
+    for (width, draws) in [(30, 2000), (300, 2000), (300, 200)] {
+        let net = tanh_mlp(width, 100);
+        let opts = FiniteOptions {
+            spectra: draws,
+            ..FiniteOptions::default()
+        };
+        c.bench_function(&format!("finite chain tanh w{width} d100 x{draws}"), |b| {
+            b.iter(|| predict_finite(&net, &opts).unwrap())
+        });
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10);
-    targets = products, engines
+    targets = products, engines, finite_chain
 }
 criterion_main!(benches);

@@ -7,7 +7,8 @@ use gradscale::arch::Network;
 use gradscale::montecarlo::{simulate, Estimator, McOptions};
 use gradscale::stats::z_for_false_alarm;
 use gradscale::theory::finite_width::{
-    predict_expansion, predict_finite, FiniteMethod, FiniteOptions, FiniteValue,
+    predict_chain, predict_expansion, predict_finite, FiniteMethod, FiniteOptions, FiniteValue,
+    CHAIN_BIAS_PER_TAU, TAU_CHAIN,
 };
 use gradscale::theory::{predict, MfOptions};
 use gradscale::verify::finite::check_finite;
@@ -37,11 +38,17 @@ struct Row {
 }
 
 fn run_config(act: Nonlinearity, width: usize, depth: usize, samples: usize, seed: u64) -> Row {
-    let nw = net(act, width, depth, sw2(act));
+    let sb2: f64 = std::env::var("SWEEP_SB2").map_or(0.0, |s| s.parse().unwrap());
+    let nw = Network::mlp_widths(width, &vec![width; depth], act, sw2(act), sb2).unwrap();
     let mf = predict(&nw, &MfOptions::default()).unwrap().layers[0].log_gsc_to_output;
-    let fp = match std::env::var("SWEEP_TAU") {
-        Ok(t) => predict_expansion(&nw, t.parse().unwrap(), 1e9).unwrap(),
-        Err(_) => predict_finite(
+    let chain_opts = FiniteOptions {
+        seed: seed ^ 0x5555,
+        ..FiniteOptions::default()
+    };
+    let fp = match (std::env::var("SWEEP_TAU"), std::env::var("SWEEP_CHAIN_TAU")) {
+        (Ok(t), _) => predict_expansion(&nw, t.parse().unwrap(), 1e9).unwrap(),
+        (_, Ok(t)) => predict_chain(&nw, &chain_opts, t.parse().unwrap()).unwrap(),
+        _ => predict_finite(
             &nw,
             &FiniteOptions {
                 seed: seed ^ 0x5555,
@@ -56,7 +63,7 @@ fn run_config(act: Nonlinearity, width: usize, depth: usize, samples: usize, see
         FiniteValue::Law(l) => (Some(l.mean), l.mean_se, l.sd),
         FiniteValue::OutsideValidity { .. } => (None, 0.0, f64::NAN),
     };
-    let estimator = if width >= 200 {
+    let estimator = if width >= 200 && std::env::var("SWEEP_EXACT").is_err() {
         Estimator::Probes(16)
     } else {
         Estimator::Exact
@@ -273,8 +280,10 @@ fn unequal_widths_agree_with_simulation() {
 
 /// A small subset of the sweep, with the infinite-width value as the contrast: the expansion must agree
 /// within z_crit combined se (family false-alarm 1e-6 over the subset) and be closer than mean field.
+/// The chain law (the default for smooth nonlinearities) against 600 simulated networks per case, within
+/// z(1e-6 family) combined standard errors plus its stated bias bound CHAIN_BIAS_PER_TAU * tau.
 #[test]
-fn expansion_subset_against_simulation() {
+fn chain_subset_against_simulation() {
     use Nonlinearity::*;
     let cases = [
         (Tanh, 100, 5),
@@ -287,8 +296,9 @@ fn expansion_subset_against_simulation() {
         let r = run_config(act, w, d, 600, 500 + i as u64);
         let p = r.pred.expect("inside validity");
         let se = (r.meas_se.powi(2) + r.pred_se.powi(2)).sqrt();
+        let bias = CHAIN_BIAS_PER_TAU * d as f64 / w as f64;
         assert!(
-            (r.meas - p).abs() <= z * se,
+            (r.meas - p).abs() <= z * se + bias,
             "{act} w{w} d{d}: pred {p} meas {} se {se}",
             r.meas
         );
@@ -301,18 +311,104 @@ fn expansion_subset_against_simulation() {
     }
 }
 
-/// At width 10-16 the expansion is outside its validity beyond a couple of layers, and says so.
+/// At width 12 the chain is outside its validity beyond 4 layers (tau > 1/3), says so, and still carries
+/// its mean as the shift from mean field.
 #[test]
 fn narrow_smooth_networks_are_outside_validity() {
     for act in [Nonlinearity::Tanh, Nonlinearity::Gelu] {
         let p = predict_finite(&net(act, 12, 10, 1.0), &FiniteOptions::default()).unwrap();
-        assert_eq!(p.method, FiniteMethod::Expansion);
+        assert_eq!(p.method, FiniteMethod::Chain);
         assert!(matches!(
             p.log_gsc_to_output[0],
+            FiniteValue::OutsideValidity { shift: Some(s), .. } if s.is_finite()
+        ));
+        assert!(matches!(p.log_gsc_to_output[6], FiniteValue::Law(_)));
+        assert!(matches!(
+            p.log_gsc_to_output[5],
             FiniteValue::OutsideValidity { .. }
         ));
-        assert!(matches!(p.log_gsc_to_output[9], FiniteValue::Law(_)) || act == Nonlinearity::Gelu);
     }
+}
+
+/// The chain on bias-free relu and linear nets, where the exact law is known: width 30, depth 10
+/// (tau = 1/3, the end of its validity). Mean within z(1e-6) combined standard errors plus the stated bias
+/// bound; sd within 10% (measured: 2-6% low up to L/n = 2, theory/finite-width.md section 8).
+#[test]
+fn chain_matches_exact_law_on_homogeneous_nets() {
+    let z = z_for_false_alarm(1e-6 / 4.0);
+    for act in [Nonlinearity::Relu, Nonlinearity::Linear] {
+        for (n, l) in [(30usize, 10usize), (60, 5)] {
+            let nw = net(act, n, l, sw2(act));
+            let c = predict_chain(&nw, &exact_opts(2000, 3), TAU_CHAIN).unwrap();
+            let e = predict_finite(&nw, &exact_opts(2000, 4)).unwrap();
+            assert_eq!(
+                (c.method, e.method),
+                (FiniteMethod::Chain, FiniteMethod::Exact)
+            );
+            let (cl, el) = (
+                c.log_gsc_to_output[0].law().unwrap(),
+                e.log_gsc_to_output[0].law().unwrap(),
+            );
+            let se = cl.mean_se.hypot(el.mean_se);
+            let bias = CHAIN_BIAS_PER_TAU * l as f64 / n as f64;
+            assert!(
+                (cl.mean - el.mean).abs() <= z * se + bias,
+                "{act} n {n} L {l}: chain {} exact {} se {se}",
+                cl.mean,
+                el.mean
+            );
+            assert!(
+                (cl.sd / el.sd - 1.0).abs() < 0.1,
+                "{act}: sd {} vs {}",
+                cl.sd,
+                el.sd
+            );
+        }
+    }
+}
+
+/// Issue item 6: gelu, width 30, depth 5, sigma_b^2 = 0.01, where the O(1/n) expansion (which its own
+/// validity rule accepted) predicts about half the measured shift. The chain agrees with 2000 simulated
+/// networks within z(1e-6) se plus its bias bound; the expansion is rejected by the same tolerance.
+#[test]
+fn gelu_narrow_with_bias_chain_agrees_expansion_does_not() {
+    let nw = Network::mlp_widths(30, &[30; 5], Nonlinearity::Gelu, 1.0, 0.01).unwrap();
+    let p = predict_finite(&nw, &FiniteOptions::default()).unwrap();
+    let law = *p.log_gsc_to_output[0].law().unwrap();
+    let m = mc(&nw, 2000, 17);
+    let s = m.layers[0].log_gsc_to_output;
+    let tol =
+        z_for_false_alarm(1e-6) * s.stderr.hypot(law.mean_se) + CHAIN_BIAS_PER_TAU * 5.0 / 30.0;
+    assert!(
+        (s.mean - law.mean).abs() <= tol,
+        "chain {} measured {} tol {tol}",
+        law.mean,
+        s.mean
+    );
+    let ex = predict_expansion(&nw, 1.0, 1.0).unwrap();
+    let ex_mean = ex.log_gsc_to_output[0].law().unwrap().mean;
+    assert!(
+        (s.mean - ex_mean).abs() > tol,
+        "expansion {ex_mean} measured {}",
+        s.mean
+    );
+}
+
+/// Same seed, same law (each draw has its own generator, so the thread count cannot matter); another
+/// seed gives another sample.
+#[test]
+fn chain_is_reproducible() {
+    let nw = net(Nonlinearity::Tanh, 20, 4, 1.0);
+    let o = FiniteOptions {
+        spectra: 300,
+        seed: 5,
+        ..FiniteOptions::default()
+    };
+    let a = predict_finite(&nw, &o).unwrap();
+    let b = predict_finite(&nw, &o).unwrap();
+    assert_eq!(a.log_gsc_to_output, b.log_gsc_to_output);
+    let c = predict_finite(&nw, &FiniteOptions { seed: 6, ..o }).unwrap();
+    assert_ne!(a.log_gsc_to_output, c.log_gsc_to_output);
 }
 
 /// The expansion reproduces the exact small-depth slopes: E ln GSC = L/n (relu) and L/(2n) (linear),
@@ -489,12 +585,21 @@ fn variance_test_uses_the_laws_error_at_small_samples() {
 
 /// With `--probes P`, each measured ln GSC carries the estimator's own noise, so the measured variance is
 /// the law's plus that noise (estimated per sample from the P probe values). Tanh, width 100, depth 10, 4
-/// probes, 2000 networks: the probe part is a quarter of the variance; with it the comparison at
-/// layer 0 agrees at false-alarm 1e-6, and against the law alone it would be more than z_crit off.
+/// probes, 2000 networks: the probe part is a fifth of the variance; with it the comparison at
+/// layer 0 agrees at false-alarm 1e-6, and against the law alone that single comparison would be rejected
+/// at false-alarm 1e-6 (z = 5.3 with the chain law).
 #[test]
 fn probe_noise_is_part_of_the_measured_variance() {
     let nw = net(Nonlinearity::Tanh, 100, 10, 1.0);
-    let p = predict_finite(&nw, &FiniteOptions::default()).unwrap();
+    // Enough chain draws that the law's own error of its variance (0.7%) stays well below the sample's.
+    let p = predict_finite(
+        &nw,
+        &FiniteOptions {
+            spectra: 20_000,
+            ..FiniteOptions::default()
+        },
+    )
+    .unwrap();
     let m = simulate(
         &nw,
         &McOptions {
@@ -517,6 +622,41 @@ fn probe_noise_is_part_of_the_measured_variance() {
         gradscale::verify::finite::FiniteVerdict::Agree,
         "{c:?}"
     );
-    assert!(((c.measured - law.sd * law.sd) / c.stderr).abs() > r.z_crit);
+    assert!(
+        ((c.measured - law.sd * law.sd) / c.stderr).abs() > z_for_false_alarm(1e-6),
+        "{c:?} law var {}",
+        law.sd * law.sd
+    );
     assert!(r.comparisons.iter().all(|c| !c.quantity.starts_with("KS")));
+}
+
+/// Diagnostic: the chain law against the exact law on bias-free relu and linear nets, L/n up to 2.
+#[test]
+#[ignore]
+fn chain_probe_against_exact() {
+    let acts: Vec<Nonlinearity> = std::env::var("PROBE_ACTS")
+        .unwrap_or("relu,linear".into())
+        .split(',')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let width: usize = std::env::var("PROBE_WIDTH")
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(30);
+    for act in acts {
+        for d in [5, 15, 30, 60] {
+            let nw = net(act, width, d, sw2(act));
+            let c = predict_chain(&nw, &exact_opts(2000, 3), 1e9).unwrap();
+            let e = predict_finite(&nw, &exact_opts(1000, 4)).unwrap();
+            let (cl, el) = (
+                c.log_gsc_to_output[0].law().unwrap(),
+                e.log_gsc_to_output[0].law().unwrap(),
+            );
+            println!(
+                "{act} n={width} L={d}: chain {:.4} +- {:.4} sd {:.4} | exact {:.4} +- {:.4} sd {:.4} | l=L/2 chain {:.4} exact {:.4}",
+                cl.mean, cl.mean_se, cl.sd, el.mean, el.mean_se, el.sd,
+                c.log_gsc_to_output[d / 2].law().unwrap().mean,
+                e.log_gsc_to_output[d / 2].law().unwrap().mean
+            );
+        }
+    }
 }

@@ -23,9 +23,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Init {
-    /// i.i.d. N(0, sigma_w^2 / fan_in).
+    /// i.i.d. N(0, sigma_w^2 / fan_in); biases N(0, sigma_b^2).
     #[default]
     Gaussian,
+    /// i.i.d. uniform on [-a, a] with a = sqrt(3 sigma_w^2 / fan_in), the same variance as `Gaussian`;
+    /// biases uniform with variance sigma_b^2. Mean field sees only the variance, so every infinite-width
+    /// result is that of `Gaussian`; the finite-width law is not (it uses the Gaussian fourth moment, and a
+    /// uniform entry has kurtosis 9/5 instead of 3: theory/initialisations.md).
+    Uniform,
     /// sigma_w * sqrt(max(1, fan_out/fan_in))... see theory/orthogonal.md: W = sigma_w * Q with Q having
     /// orthonormal rows or columns (Haar), scaled so E||W x||^2 = sigma_w^2 (fan_out/fan_in) ||x||^2 as for
     /// the Gaussian case.
@@ -41,12 +46,65 @@ pub enum Init {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dense {
+    #[serde(deserialize_with = "file_width")]
     pub width: usize,
+    /// In a file it may be left out: the command line's default for the nonlinearity that follows
+    /// (filled in by `file.rs`; NaN until then).
+    #[serde(default = "nan", deserialize_with = "file_positive")]
     pub sigma_w2: f64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "file_nonneg")]
     pub sigma_b2: f64,
     #[serde(default)]
     pub init: Init,
+}
+
+fn nan() -> f64 {
+    f64::NAN
+}
+
+// Range checks while deserialising an architecture file, so that the error carries the value's line,
+// column and TOML path (file.rs). `validate` repeats them for networks built in code.
+fn checked<'de, D: serde::Deserializer<'de>, T: Deserialize<'de> + std::fmt::Display>(
+    d: D,
+    ok: impl Fn(&T) -> bool,
+    accepted: &str,
+) -> std::result::Result<T, D::Error> {
+    let v = T::deserialize(d)?;
+    if ok(&v) {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{v} is not accepted (expected {accepted})"
+        )))
+    }
+}
+
+fn file_width<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<usize, D::Error> {
+    checked(d, |&v: &usize| v >= 1, "an integer >= 1")
+}
+
+fn file_positive<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    checked(
+        d,
+        |&v: &f64| v.is_finite() && v > 0.0,
+        "a finite number > 0",
+    )
+}
+
+fn file_nonneg<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    checked(
+        d,
+        |&v: &f64| v.is_finite() && v >= 0.0,
+        "a finite number >= 0",
+    )
+}
+
+fn file_finite<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    checked(d, |&v: &f64| v.is_finite(), "a finite number")
+}
+
+fn file_correlation<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    checked(d, |&v: &f64| (0.0..1.0).contains(&v), "a number in [0, 1)")
 }
 
 /// The skip path of a residual block.
@@ -65,7 +123,7 @@ pub enum Skip {
 pub struct Residual {
     #[serde(default)]
     pub skip: Skip,
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "file_finite")]
     pub alpha: f64,
     pub branch: Vec<Op>,
 }
@@ -86,13 +144,13 @@ pub enum Op {
     Act(Nonlinearity),
     /// Normalise each input's vector across units: (h - mean) / sqrt(var + eps), no affine parameters.
     LayerNorm {
-        #[serde(default = "default_eps")]
+        #[serde(default = "default_eps", deserialize_with = "file_nonneg")]
         eps: f64,
     },
     /// Normalise each unit across the batch: (h - mean_b) / sqrt(var_b + eps), biased variance, no affine
     /// parameters. The GSC of a network with batch norm is that of the whole batch map.
     BatchNorm {
-        #[serde(default = "default_eps")]
+        #[serde(default = "default_eps", deserialize_with = "file_nonneg")]
         eps: f64,
     },
     Residual(Residual),
@@ -110,12 +168,13 @@ pub struct Layer {
 #[serde(deny_unknown_fields)]
 pub struct InputModel {
     /// n_0.
+    #[serde(deserialize_with = "file_width")]
     pub width: usize,
     /// Number of inputs fed together (batch norm needs B >= 2; collapse metrics use the batch).
-    #[serde(default = "one_usize")]
+    #[serde(default = "one_usize", deserialize_with = "file_width")]
     pub batch: usize,
     /// Pairwise correlation of the inputs in the batch, in [0, 1).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "file_correlation")]
     pub correlation: f64,
     /// Real input vectors (file key `data = { path = "x.npy" }`): replaces the Gaussian model; `width` must be
     /// their dimension and `batch` at most their number.
@@ -169,6 +228,130 @@ impl MlpSpec {
     }
 }
 
+/// The initialisations frameworks use, as (distribution, sigma_w^2, sigma_b^2) of this crate's
+/// parametrisation W_ij with variance sigma_w^2 / fan_in (theory/initialisations.md).
+///
+/// | scheme | distribution | sigma_w^2 | bias variance |
+/// |---|---|---|---|
+/// | `he` / `he-uniform` | normal / uniform | 2 | given |
+/// | `xavier` / `xavier-uniform` (Glorot) | normal / uniform | 2 fan_in / (fan_in + fan_out) | given |
+/// | `lecun` / `lecun-uniform` | normal / uniform | 1 | given |
+/// | `pytorch-default` (`nn.Linear`) | uniform U(-1/sqrt(fan_in), 1/sqrt(fan_in)) | 1/3 | 1 / (3 fan_in) |
+/// | `gaussian` / `uniform` / `orthogonal` / `looks-linear` | as named | given (default per nonlinearity) | given |
+///
+/// The first four fix the scale (so they do not combine with an explicit sigma_w^2); the last four are
+/// distributions only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InitScheme {
+    He,
+    HeUniform,
+    Xavier,
+    XavierUniform,
+    Lecun,
+    LecunUniform,
+    PytorchDefault,
+    Gaussian,
+    Uniform,
+    Orthogonal,
+    LooksLinear,
+}
+
+impl InitScheme {
+    pub const NAMES: &'static str = "he, he-uniform, xavier, xavier-uniform, lecun, lecun-uniform, pytorch-default, gaussian, uniform, orthogonal, looks-linear";
+
+    /// True when the scheme fixes sigma_w^2 itself.
+    pub fn fixes_scale(self) -> bool {
+        use InitScheme::*;
+        matches!(
+            self,
+            He | HeUniform | Xavier | XavierUniform | Lecun | LecunUniform | PytorchDefault
+        )
+    }
+
+    /// True when the scheme fixes the bias variance (PyTorch's default draws biases too).
+    pub fn fixes_bias(self) -> bool {
+        self == InitScheme::PytorchDefault
+    }
+
+    pub fn distribution(self) -> Init {
+        use InitScheme::*;
+        match self {
+            He | Xavier | Lecun | Gaussian => Init::Gaussian,
+            HeUniform | XavierUniform | LecunUniform | PytorchDefault | Uniform => Init::Uniform,
+            Orthogonal => Init::Orthogonal,
+            LooksLinear => Init::LooksLinear,
+        }
+    }
+
+    /// sigma_w^2 of a layer with these fans, or None when the scheme leaves the scale to the user.
+    pub fn sigma_w2(self, fan_in: usize, fan_out: usize) -> Option<f64> {
+        use InitScheme::*;
+        match self {
+            He | HeUniform => Some(2.0),
+            // Glorot & Bengio (2010): Var W = 2 / (fan_in + fan_out).
+            Xavier | XavierUniform => Some(2.0 * fan_in as f64 / (fan_in + fan_out) as f64),
+            Lecun | LecunUniform => Some(1.0),
+            // U(-1/sqrt(fan_in), 1/sqrt(fan_in)) has variance 1 / (3 fan_in).
+            PytorchDefault => Some(1.0 / 3.0),
+            Gaussian | Uniform | Orthogonal | LooksLinear => None,
+        }
+    }
+
+    /// The bias variance the scheme fixes, if it does.
+    pub fn sigma_b2(self, fan_in: usize) -> Option<f64> {
+        (self == InitScheme::PytorchDefault).then(|| 1.0 / (3.0 * fan_in as f64))
+    }
+
+    pub fn name(self) -> &'static str {
+        use InitScheme::*;
+        match self {
+            He => "he",
+            HeUniform => "he-uniform",
+            Xavier => "xavier",
+            XavierUniform => "xavier-uniform",
+            Lecun => "lecun",
+            LecunUniform => "lecun-uniform",
+            PytorchDefault => "pytorch-default",
+            Gaussian => "gaussian",
+            Uniform => "uniform",
+            Orthogonal => "orthogonal",
+            LooksLinear => "looks-linear",
+        }
+    }
+}
+
+impl std::str::FromStr for InitScheme {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        use InitScheme::*;
+        let all = [
+            He,
+            HeUniform,
+            Xavier,
+            XavierUniform,
+            Lecun,
+            LecunUniform,
+            PytorchDefault,
+            Gaussian,
+            Uniform,
+            Orthogonal,
+            LooksLinear,
+        ];
+        let t = s.trim().to_ascii_lowercase();
+        let t = match t.as_str() {
+            "glorot" => "xavier",
+            "glorot-uniform" => "xavier-uniform",
+            "kaiming" => "he",
+            "kaiming-uniform" => "he-uniform",
+            other => other,
+        };
+        all.into_iter()
+            .find(|i| i.name() == t)
+            .ok_or_else(|| format!("expected one of {}", InitScheme::NAMES))
+    }
+}
+
 impl Network {
     pub fn mlp(spec: MlpSpec) -> Result<Network> {
         Network::mlp_widths(
@@ -188,22 +371,57 @@ impl Network {
         sigma_w2: f64,
         sigma_b2: f64,
     ) -> Result<Network> {
+        Network::mlp_init(
+            n0,
+            widths,
+            act,
+            InitScheme::Gaussian,
+            Some(sigma_w2),
+            sigma_b2,
+        )
+    }
+
+    /// An MLP initialised by `scheme`: its sigma_w^2 (per layer, from the fans) where it fixes one, else
+    /// `sigma_w2` (default [`MlpSpec::default_sigma_w2`]); its bias variance where it fixes one, else
+    /// `sigma_b2`. Giving a sigma_w^2 to a scheme that fixes it is an error naming both.
+    pub fn mlp_init(
+        n0: usize,
+        widths: &[usize],
+        act: Nonlinearity,
+        scheme: InitScheme,
+        sigma_w2: Option<f64>,
+        sigma_b2: f64,
+    ) -> Result<Network> {
+        if scheme.fixes_scale() && sigma_w2.is_some() {
+            return Err(Error::Architecture(format!(
+                "--sigma-w2 and --init {} both set the weight variance: give one",
+                scheme.name()
+            )));
+        }
+        let mut fan_in = n0;
+        let mut layers = Vec::with_capacity(widths.len());
+        for &w in widths {
+            let sw2 = scheme
+                .sigma_w2(fan_in, w)
+                .or(sigma_w2)
+                .unwrap_or_else(|| MlpSpec::default_sigma_w2(act));
+            let sb2 = scheme.sigma_b2(fan_in).unwrap_or(sigma_b2);
+            layers.push(Layer {
+                ops: vec![
+                    Op::Dense(Dense {
+                        width: w,
+                        sigma_w2: sw2,
+                        sigma_b2: sb2,
+                        init: scheme.distribution(),
+                    }),
+                    Op::Act(act),
+                ],
+            });
+            fan_in = w;
+        }
         let net = Network {
             input: InputModel::sphere(n0),
-            layers: widths
-                .iter()
-                .map(|&w| Layer {
-                    ops: vec![
-                        Op::Dense(Dense {
-                            width: w,
-                            sigma_w2,
-                            sigma_b2,
-                            init: Init::Gaussian,
-                        }),
-                        Op::Act(act),
-                    ],
-                })
-                .collect(),
+            layers,
         };
         net.validate()?;
         Ok(net)

@@ -1,7 +1,7 @@
 //! Flags shared by the subcommands, and value parsers whose errors name the accepted range.
 
 use clap::Args;
-use gradscale::arch::{MlpSpec, Network};
+use gradscale::arch::{InitScheme, Network};
 use gradscale::montecarlo::{Estimator, McOptions};
 use gradscale::{Nonlinearity, Result};
 use std::path::PathBuf;
@@ -58,6 +58,22 @@ fn nonlinearity(s: &str) -> std::result::Result<Nonlinearity, String> {
     s.parse()
 }
 
+/// The network flags an architecture file replaces (each conflicts with --arch, naming both).
+const ARCH_REPLACES: [&str; 8] = [
+    "act",
+    "width",
+    "widths",
+    "depth",
+    "sigma_w2",
+    "sigma_b2",
+    "input_correlation",
+    "init",
+];
+
+fn init_scheme(s: &str) -> std::result::Result<InitScheme, String> {
+    s.parse()
+}
+
 /// The network: either the MLP flags or an architecture file.
 #[derive(Args, Debug, Clone)]
 pub struct NetArgs {
@@ -74,83 +90,113 @@ pub struct NetArgs {
     /// Number of layers L (each a dense map followed by the nonlinearity).
     #[arg(long, default_value_t = 50, value_parser = positive_usize, allow_hyphen_values = true)]
     pub depth: usize,
-    /// Weight variance: W_ij ~ N(0, sigma_w2 / fan_in). Default: 2/(1+a^2) for relu/leaky-relu (He), 1 otherwise.
+    /// Weight variance: W_ij has variance sigma_w2 / fan_in. Default: 2/(1+a^2) for relu/leaky-relu (He), 1 otherwise.
     #[arg(long = "sigma-w2", value_parser = pos_f64, allow_hyphen_values = true)]
     pub sigma_w2: Option<f64>,
-    /// Bias variance: b_i ~ N(0, sigma_b2).
+    /// Bias variance sigma_b2 (b_i has this variance).
     #[arg(long = "sigma-b2", default_value_t = 0.0, value_parser = nonneg_f64, allow_hyphen_values = true)]
     pub sigma_b2: f64,
-    /// Inputs fed together as one batch (needed by batch norm; the GSC of a net without batch norm is measured at the first input).
-    #[arg(long, default_value_t = 1, value_parser = positive_usize, allow_hyphen_values = true)]
-    pub batch: usize,
+    /// Weight initialisation, as sigma_w^2 (W_ij variance sigma_w^2/fan_in) and distribution:
+    /// he = N, sigma_w^2 = 2; xavier (Glorot normal, Var W = 2/(fan_in+fan_out)) = N, sigma_w^2 = 2 fan_in/(fan_in+fan_out) (1 for square layers);
+    /// lecun = N, sigma_w^2 = 1; he-uniform, xavier-uniform, lecun-uniform: the same variances, uniform;
+    /// pytorch-default (nn.Linear: weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))) = uniform, sigma_w^2 = 1/3, bias variance 1/(3 fan_in);
+    /// gaussian, uniform, orthogonal, looks-linear: distribution only, scale from --sigma-w2.
+    /// The first seven set sigma_w^2 (giving --sigma-w2 too is an error); pytorch-default also sets the bias (so does not take --sigma-b2).
+    #[arg(long, value_parser = init_scheme)]
+    pub init: Option<InitScheme>,
+    /// Inputs fed together as one batch (needed by batch norm; the GSC of a net without batch norm is measured at the first input). Default 1 (collapse: 16). With --arch, replaces the file's batch (said on stderr).
+    #[arg(long, value_parser = positive_usize, allow_hyphen_values = true)]
+    pub batch: Option<usize>,
     /// Pairwise correlation of the batch's inputs, in [0, 1).
     #[arg(long = "input-correlation", default_value_t = 0.0, value_parser = unit_interval, allow_hyphen_values = true)]
     pub input_correlation: f64,
-    /// Real input vectors (CSV, one per line, or a 2-D float .npy, one per row): a random batch of them replaces the Gaussian inputs; the closed form uses their mean square and mean pairwise correlation. The input width becomes their dimension.
+    /// Real input vectors (CSV, one per line, or a 2-D float .npy, one per row): a random batch of them replaces the Gaussian inputs; the closed form uses their mean square and mean pairwise cosine. The input width becomes their dimension (with --arch: must equal the file's input width; replaces the file's input model, said on stderr).
     #[arg(long = "input-file")]
     pub input_file: Option<PathBuf>,
-    /// Architecture file (TOML; see examples/). Replaces --act/--width/--depth/--sigma-w2/--sigma-b2/--batch/--input-correlation.
-    #[arg(long)]
+    /// Architecture file (TOML; format in theory/architecture-files.md, examples in examples/). Replaces the network flags
+    /// --act/--width/--widths/--depth/--sigma-w2/--sigma-b2/--input-correlation/--init (giving one of them too is an error);
+    /// --batch and --input-file are applied to it.
+    #[arg(long, conflicts_with_all = ARCH_REPLACES)]
     pub arch: Option<PathBuf>,
 }
 
 impl NetArgs {
     pub fn network(&self) -> Result<Network> {
-        self.network_named().map(|(n, _)| n)
+        self.network_with_batch(1)
     }
 
     /// The network and the checkpoint tensor names its architecture file gives (none with the flags).
     pub fn network_named(&self) -> Result<(Network, gradscale::arch::ParamNames)> {
-        if let Some(path) = &self.arch {
-            let (mut net, names) = gradscale::arch::load_file_named(path)?;
-            if let Some(p) = &self.input_file {
-                let data = gradscale::arch::InputData::load(p)?;
-                if data.dim() != net.input.width {
-                    return Err(gradscale::Error::File {
-                        path: data.path.clone(),
-                        message: format!(
-                            "rows have {} values, the architecture's input width is {}",
-                            data.dim(),
-                            net.input.width
-                        ),
-                    });
-                }
-                net.input.data = Some(data);
-            }
-            return Ok((net, names));
-        }
-        Ok((self.flag_network()?, Default::default()))
+        self.network_named_with_batch(1)
     }
 
-    fn flag_network(&self) -> Result<Network> {
-        let sigma_w2 = self
-            .sigma_w2
-            .unwrap_or_else(|| MlpSpec::default_sigma_w2(self.act));
-        let mut net = match &self.widths {
-            Some(WidthList(w)) => {
-                Network::mlp_widths(w[0], &w[1..], self.act, sigma_w2, self.sigma_b2)?
+    /// The network, with `default_batch` where --batch is not given (and no architecture file says).
+    pub fn network_with_batch(&self, default_batch: usize) -> Result<Network> {
+        self.network_named_with_batch(default_batch).map(|(n, _)| n)
+    }
+
+    fn network_named_with_batch(
+        &self,
+        default_batch: usize,
+    ) -> Result<(Network, gradscale::arch::ParamNames)> {
+        if let Some(path) = &self.arch {
+            let (mut net, names) = gradscale::arch::load_file_named(path)?;
+            if let Some(data_path) = &self.input_file {
+                let data = gradscale::arch::InputData::load(data_path)?;
+                if data.dim() != net.input.width {
+                    return Err(gradscale::Error::Architecture(format!(
+                        "--input-file {} has dimension {}, the input width of --arch {} is {}",
+                        data_path.display(),
+                        data.dim(),
+                        path.display(),
+                        net.input.width
+                    )));
+                }
+                eprintln!(
+                    "note: --input-file {} replaces the input model of --arch {}",
+                    data_path.display(),
+                    path.display()
+                );
+                net.input.data = Some(data);
             }
-            None => Network::mlp(MlpSpec {
-                act: self.act,
-                width: self.width,
-                depth: self.depth,
-                sigma_w2,
-                sigma_b2: self.sigma_b2,
-            })?,
-        };
-        if let Some(path) = &self.input_file {
-            let data = gradscale::arch::InputData::load(path)?;
-            let hidden: Vec<usize> = match &self.widths {
-                Some(WidthList(w)) => w[1..].to_vec(),
-                None => vec![self.width; self.depth],
-            };
-            net = Network::mlp_widths(data.dim(), &hidden, self.act, sigma_w2, self.sigma_b2)?;
-            net.input.data = Some(data);
+            if let Some(b) = self.batch {
+                if b != net.input.batch {
+                    eprintln!(
+                        "note: --batch {b} replaces the batch {} of --arch {}",
+                        net.input.batch,
+                        path.display()
+                    );
+                }
+                net.input.batch = b;
+            } else if net.input.batch < default_batch {
+                net.input.batch = default_batch;
+            }
+            net.validate()?;
+            return Ok((net, names));
         }
-        net.input.batch = self.batch;
+        let scheme = self.init.unwrap_or(InitScheme::Gaussian);
+        if scheme.fixes_bias() && self.sigma_b2 != 0.0 {
+            return Err(gradscale::Error::Architecture(format!(
+                "--sigma-b2 and --init {} both set the bias variance: give one",
+                scheme.name()
+            )));
+        }
+        let data = match &self.input_file {
+            Some(path) => Some(gradscale::arch::InputData::load(path)?),
+            None => None,
+        };
+        let (n0, hidden): (usize, Vec<usize>) = match &self.widths {
+            Some(WidthList(w)) => (w[0], w[1..].to_vec()),
+            None => (self.width, vec![self.width; self.depth]),
+        };
+        let n0 = data.as_ref().map_or(n0, |d| d.dim());
+        let mut net =
+            Network::mlp_init(n0, &hidden, self.act, scheme, self.sigma_w2, self.sigma_b2)?;
+        net.input.data = data;
+        net.input.batch = self.batch.unwrap_or(default_batch);
         net.input.correlation = self.input_correlation;
         net.validate()?;
-        Ok(net)
+        Ok((net, Default::default()))
     }
 }
 

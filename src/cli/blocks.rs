@@ -23,6 +23,11 @@ pub fn run(a: &Args) -> Result<String> {
     let net = a.net.network()?;
     let opts = MfOptions::default();
     let p = block_predictions(&net, &opts)?;
+    if p.is_empty() {
+        return Err(gradscale::Error::Unsupported(
+            "blocks: this network has no residual blocks (a layer that is one residual op): give a residual architecture, e.g. --arch examples/resnet-plain-relu.toml (or any examples/resnet-*.toml)".into(),
+        ));
+    }
     let notes = assumptions(&net, &opts)?;
     let mc = a.mc.options();
     let m = a.mc.in_pool(|| pythagorean(&net, &mc))?;

@@ -1,15 +1,20 @@
 use super::{fmt, NetArgs};
 use gradscale::montecarlo::collapse::measure_collapse;
 use gradscale::theory::collapse::predict_collapse;
+use gradscale::verify::collapse::{check_collapse, MetricComparison};
+use gradscale::verify::Verdict;
 use gradscale::Result;
 use serde_json::json;
 use std::fmt::Write;
+
+/// The batch when --batch is not given: collapse metrics compare inputs, so 1 would mean nothing.
+const DEFAULT_BATCH: usize = 16;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
     pub net: NetArgs,
-    /// Number of sampled networks (each with its own weights and input batch; use --batch >= 2).
+    /// Number of sampled networks (each with its own weights and input batch of --batch inputs, default 16).
     #[arg(long, default_value_t = 20, value_parser = super::args::positive_usize, allow_hyphen_values = true)]
     pub samples: usize,
     /// Seed of the Monte Carlo measurement.
@@ -21,11 +26,12 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> Result<String> {
-    let net = a.net.network()?;
+    let net = a.net.network_with_batch(DEFAULT_BATCH)?;
     let p = predict_collapse(&net, None)?;
     let m = measure_collapse(&net, a.samples, a.seed)?;
+    let c = check_collapse(&p, &m, 1e-3);
     if a.json {
-        let v = json!({"command": "collapse", "network": net, "predicted": p, "measured": m});
+        let v = json!({"command": "collapse", "network": net, "predicted": p, "measured": m, "check": c});
         return Ok(format!(
             "{}\n",
             serde_json::to_string_pretty(&v).expect("json")
@@ -39,27 +45,44 @@ pub fn run(a: &Args) -> Result<String> {
     );
     let _ = writeln!(
         s,
-        "{:>5} {:>10} {:>21} {:>10} {:>21} {:>10} {:>21}",
-        "l", "corr", "measured", "std", "measured", "sdiv", "measured"
+        "{:>5} {:>10} {:>21} {:>7} {:>10} {:>21} {:>7} {:>10} {:>21} {:>7}  verdict",
+        "l", "corr", "measured", "z", "std", "measured", "z", "sdiv", "measured", "z"
     );
-    let o = |x: Option<f64>| x.map(fmt).unwrap_or_else(|| "-".into());
-    let pm = |x: Option<gradscale::stats::Summary>| {
-        x.map(|v| format!("{} +- {:.1e}", fmt(v.mean), v.stderr))
-            .unwrap_or_else(|| "-".into())
+    let cell = |x: Option<&MetricComparison>| match x {
+        Some(c) => format!(
+            "{:>10} {:>21} {:>7}",
+            fmt(c.predicted),
+            format!("{} +- {:.1e}", fmt(c.measured), c.stderr),
+            super::fmt_z(c.z)
+        ),
+        None => format!("{:>10} {:>21} {:>7}", "-", "-", "-"),
     };
-    for (pl, ml) in p.layers.iter().zip(&m.layers) {
+    for r in &c.rows {
+        let all: Vec<&MetricComparison> = std::iter::once(&r.corr)
+            .chain(r.preact_std.as_ref())
+            .chain(r.sign_diversity.as_ref())
+            .collect();
+        let verdict = if all.iter().any(|x| x.verdict == Verdict::Disagree) {
+            "disagree"
+        } else if all.iter().any(|x| x.verdict == Verdict::Inconclusive) {
+            "inconclusive"
+        } else {
+            "agree"
+        };
         let _ = writeln!(
             s,
-            "{:>5} {:>10} {:>21} {:>10} {:>21} {:>10} {:>21}",
-            pl.index,
-            fmt(pl.c),
-            pm(Some(ml.corr)),
-            o(pl.preact_std),
-            pm(ml.preact_std),
-            o(pl.sign_diversity),
-            pm(ml.sign_diversity)
+            "{:>5} {} {} {}  {verdict}",
+            r.index,
+            cell(Some(&r.corr)),
+            cell(r.preact_std.as_ref()),
+            cell(r.sign_diversity.as_ref())
         );
     }
+    let _ = writeln!(
+        s,
+        "verdicts: {} agree, {} disagree, {} inconclusive (|z| <= {:.2}: family false-alarm {} over all metrics; no finite-width bias allowance, theory/collapse.md)",
+        c.agree, c.disagree, c.inconclusive, c.z_crit, c.family_alpha
+    );
     if let Some(l) = m.layers.iter().find(|l| l.zero_outputs > 0) {
         let _ = writeln!(
             s,

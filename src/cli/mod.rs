@@ -7,6 +7,7 @@ mod bench;
 mod blocks;
 mod check;
 mod collapse;
+mod diagnose;
 mod finite;
 mod phase;
 mod plot;
@@ -28,12 +29,17 @@ pub use args::{McArgs, NetArgs};
 The gradient scale coefficient GSC(k, l) = ||df_k/df_l||_qm * ||f_l|| / ||f_k|| (||J||_qm = ||J||_F / sqrt(dim f_l)) \
 measures how much a relative change of layer l moves layer k; a network explodes with rate r when GSC(L, L-l) grows like r^l \
 (Philipp, Song & Carbonell, arXiv 1712.05577). Layers are counted from the input: f_0 is the input, f_L the output.\n\n\
+  diagnose  will this network's gradients explode, and what to change (start here)\n\
   predict   closed-form (infinite-width, mean-field) prediction\n\
   simulate  Monte Carlo measurement over sampled networks\n\
   check     both, side by side, with z-scores and verdicts\n\
   plot      figures: theory as lines, measurements as points\n\
-  audit     every claim of the seed paper and every closed form, with verdicts\n\n\
-Example: gradscale check --act tanh --width 100 --depth 50 --sigma-w2 1 --samples 200 --seed 1"
+  audit     every claim of the seed paper and every closed form, with verdicts\n\
+  bench     timings against this machine's matrix-product peak\n\
+  blocks    residual networks block by block (Pythagorean equation)\n\
+  collapse  domain collapse over a batch: correlation, std, sign diversity\n\
+  phase     the (sigma_w^2, sigma_b^2) phase diagram\n\n\
+Example: gradscale diagnose --act tanh --width 256 --depth 20 --init xavier --sigma-b2 0.01"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -42,6 +48,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The practitioner's question: do this network's gradients explode or vanish (GSC(L, 0), rate, where), when does its domain collapse, its phase, and advice from the same closed forms (edge-of-chaos sigma_w^2, ResNet alpha, widths where fluctuations matter, what does not help).
+    Diagnose(diagnose::Args),
     /// Closed-form prediction at infinite width: q_l, ||f_l||^2/n, ln GSC(L, l), ln GSC(l, 0), the fitted explosion rate, and the fixed point (chi_1, depth scales) of a uniform MLP; plus the law of ln GSC(L, l) at the network's own finite widths (theory/finite-width.md).
     Predict(predict::Args),
     /// Monte Carlo: sample networks and inputs from --seed and measure ||f_l||^2/n, ln GSC(L, l) and ln GSC(l, 0) (mean, standard error, median).
@@ -100,6 +108,7 @@ pub fn main() -> i32 {
         }
     };
     let result = match cli.command {
+        Command::Diagnose(a) => diagnose::run(&a),
         Command::Predict(a) => predict::run(&a),
         Command::Simulate(a) => simulate::run(&a),
         Command::Check(a) => check::run(&a),

@@ -43,6 +43,14 @@ pub fn run(a: &Args) -> Result<String> {
     let list: Vec<String> = match (&a.name, a.all) {
         (Some(n), false) => vec![n.clone()],
         (None, true) => names().into_iter().map(String::from).collect(),
+        // No name: say which figures there are (exit 0; nothing is drawn).
+        (None, false) => {
+            let mut s = String::from("figures (gradscale plot NAME, or --all):\n");
+            for n in names() {
+                let _ = writeln!(s, "  {n}");
+            }
+            return Ok(s);
+        }
         _ => {
             return Err(Error::param(
                 "plot",

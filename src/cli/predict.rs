@@ -14,6 +14,12 @@ pub struct Args {
     pub correlation: bool,
     #[command(flatten)]
     pub finite: super::finite::FiniteArgs,
+    /// Print every K-th layer (and always the first and the last) in the table; --json keeps every layer.
+    #[arg(long, default_value_t = 1, value_parser = super::args::positive_usize, allow_hyphen_values = true)]
+    pub every: usize,
+    /// Print only the summary lines (fit, fixed point, notes), no per-layer table.
+    #[arg(long, conflicts_with = "every")]
+    pub summary: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -55,42 +61,54 @@ pub fn run(a: &Args) -> Result<String> {
             serde_json::to_string_pretty(&v).expect("json")
         ));
     }
-    Ok(table(&p, fin.as_ref()))
+    Ok(table(
+        &p,
+        fin.as_ref(),
+        if a.summary { None } else { Some(a.every) },
+    ))
 }
 
-pub fn table(p: &Prediction, fin: Option<&FinitePrediction>) -> String {
+/// The table; `every` = None prints the summary lines only, Some(k) every k-th layer (first and last
+/// always).
+pub fn table(p: &Prediction, fin: Option<&FinitePrediction>, every: Option<usize>) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "closed-form prediction (infinite width)");
-    let _ = writeln!(
-        s,
-        "{:>5} {:>6} {:>13} {:>13} {:>13} {:>13} {:>13}  {}",
-        "l",
-        "width",
-        "q_l",
-        "|f_l|^2/n",
-        "lnGSC(L,l)",
-        "lnGSC(l,0)",
-        "lnGSC(l,l-1)",
-        if fin.is_some() {
-            "lnGSC(L,l) at this width: mean +- sd"
-        } else {
-            ""
-        }
-    );
-    for l in &p.layers {
+    let last = p.layers.len() - 1;
+    let shown = |l: usize| every.is_some_and(|k| l.is_multiple_of(k) || l == last);
+    // The layer column grows with the depth so that every column stays aligned.
+    let iw = last.to_string().len().max(5);
+    if every.is_some() {
         let _ = writeln!(
             s,
-            "{:>5} {:>6} {:>13} {:>13} {:>13} {:>13} {:>13}  {}",
-            l.index,
-            l.width,
-            super::fmt_pos(l.q, l.log_q),
-            super::fmt_pos(l.sq_norm, l.log_sq_norm),
-            fmt(l.log_gsc_to_output),
-            fmt(l.log_gsc_from_input),
-            fmt(l.log_gsc_layer),
-            fin.map(|f| super::finite::cell(&f.log_gsc_to_output[l.index]))
-                .unwrap_or_default()
+            "{:>iw$} {:>6} {:>13} {:>13} {:>13} {:>13} {:>13}  {}",
+            "l",
+            "width",
+            "q_l",
+            "|f_l|^2/n",
+            "lnGSC(L,l)",
+            "lnGSC(l,0)",
+            "lnGSC(l,l-1)",
+            if fin.is_some() {
+                "lnGSC(L,l) at this width: mean +- sd"
+            } else {
+                ""
+            }
         );
+        for l in p.layers.iter().filter(|l| shown(l.index)) {
+            let _ = writeln!(
+                s,
+                "{:>iw$} {:>6} {:>13} {:>13} {:>13} {:>13} {:>13}  {}",
+                l.index,
+                l.width,
+                super::fmt_pos(l.q, l.log_q),
+                super::fmt_pos(l.sq_norm, l.log_sq_norm),
+                fmt(l.log_gsc_to_output),
+                fmt(l.log_gsc_from_input),
+                fmt(l.log_gsc_layer),
+                fin.map(|f| format!("{:>36}", super::finite::cell(&f.log_gsc_to_output[l.index])))
+                    .unwrap_or_default()
+            );
+        }
     }
     if let Some(f) = fin {
         let _ = writeln!(
@@ -99,6 +117,7 @@ pub fn table(p: &Prediction, fin: Option<&FinitePrediction>) -> String {
             match f.method {
                 FiniteMethod::Exact => "exact law, sampled reduced product",
                 FiniteMethod::Expansion => "O(1/n) expansion",
+                FiniteMethod::Chain => "scalar-state chain, sampled",
             },
             f.degenerate_probability
         );
@@ -134,5 +153,6 @@ pub fn table(p: &Prediction, fin: Option<&FinitePrediction>) -> String {
     for n in &p.notes {
         let _ = writeln!(s, "note: {n}");
     }
-    s
+    // No trailing blanks where the finite-width column is absent.
+    s.lines().map(|l| format!("{}\n", l.trim_end())).collect()
 }

@@ -94,6 +94,18 @@ pub(crate) fn gaussian_matrix(
     m
 }
 
+/// i.i.d. entries uniform on [-a, a], a = sqrt(3) sd, so each has standard deviation `sd` (PyTorch's
+/// `nn.Linear` default and the `*-uniform` schemes).
+pub(crate) fn uniform_matrix(
+    r: usize,
+    c: usize,
+    sd: f64,
+    rng: &mut dyn rand::RngCore,
+) -> DMatrix<f64> {
+    let a = 3f64.sqrt() * sd;
+    DMatrix::from_fn(r, c, |_, _| rng.gen_range(-a..a))
+}
+
 /// A Haar-distributed matrix with orthonormal columns (r >= c) or rows (r < c): QR of a Gaussian matrix
 /// with the signs of R's diagonal folded into Q (Mezzadri 2007), without which Q is not Haar.
 pub(crate) fn haar(r: usize, c: usize, rng: &mut dyn rand::RngCore) -> DMatrix<f64> {
@@ -117,6 +129,7 @@ pub(crate) fn haar(r: usize, c: usize, rng: &mut dyn rand::RngCore) -> DMatrix<f
 fn draw_dense(d: &Dense, n_in: usize, rng: &mut dyn rand::RngCore) -> OpParams {
     let w = match d.init {
         Init::Gaussian => gaussian_matrix(d.width, n_in, (d.sigma_w2 / n_in as f64).sqrt(), rng),
+        Init::Uniform => uniform_matrix(d.width, n_in, (d.sigma_w2 / n_in as f64).sqrt(), rng),
         // Scaled so that ||W||_F^2 = sigma_w^2 n_out, the Gaussian init's expectation.
         Init::Orthogonal => {
             let scale = (d.sigma_w2 * (d.width as f64 / n_in as f64).max(1.0)).sqrt();
@@ -134,7 +147,10 @@ fn draw_dense(d: &Dense, n_in: usize, rng: &mut dyn rand::RngCore) -> OpParams {
             w
         }
     };
-    let b = if d.sigma_b2 > 0.0 {
+    let b = if d.sigma_b2 > 0.0 && d.init == Init::Uniform {
+        let a = (3.0 * d.sigma_b2).sqrt();
+        DVector::from_fn(d.width, |_, _| rng.gen_range(-a..a))
+    } else if d.sigma_b2 > 0.0 {
         let sd = d.sigma_b2.sqrt();
         DVector::from_fn(d.width, |_, _| sd * rng.sample::<f64, _>(StandardNormal))
     } else {

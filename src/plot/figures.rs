@@ -288,7 +288,7 @@ fn resnet_dilution(o: &FigureOptions) -> Result<Figure> {
 /// (theory::finite_width), the infinite-width value, and Monte Carlo means with 95% CIs.
 /// Widths where the prediction is outside its validity are left off the prediction lines.
 fn finite_width(o: &FigureOptions) -> Result<Figure> {
-    use crate::theory::finite_width::{predict_finite, FiniteOptions};
+    use crate::theory::finite_width::{predict_finite, FiniteOptions, FiniteValue};
     let depth = 50;
     let widths: Vec<usize> = if o.quick {
         vec![10, 30, 100]
@@ -306,6 +306,7 @@ fn finite_width(o: &FigureOptions) -> Result<Figure> {
     for (i, &(act, sw2, label)) in acts.iter().enumerate() {
         let (mut mean, mut q05, mut q95, mut inf, mut pts, mut bars) =
             (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let mut beyond = vec![];
         for (j, &w) in widths.iter().enumerate() {
             let net = Network::mlp(MlpSpec {
                 act,
@@ -331,7 +332,15 @@ fn finite_width(o: &FigureOptions) -> Result<Figure> {
                     q05.push((x, l.q05));
                     q95.push((x, l.q95));
                 }
-                None => outside.push(format!("{label} n={w}")),
+                None => {
+                    outside.push(format!("{label} n={w}"));
+                    // The chain's mean past its measured validity: drawn apart, not as the law.
+                    if let Some(FiniteValue::OutsideValidity { shift: Some(s), .. }) =
+                        f.log_gsc_to_output.first()
+                    {
+                        beyond.push((x, p.layers[0].log_gsc_to_output + s));
+                    }
+                }
             }
             {
                 let m = simulate(
@@ -363,6 +372,13 @@ fn finite_width(o: &FigureOptions) -> Result<Figure> {
             q95,
         ));
         series.push(Series::line(format!("{label}: infinite width"), 6 + i, inf));
+        if !beyond.is_empty() {
+            series.push(Series::line(
+                format!("{label}: chain law beyond its validity (tau > 1/3)"),
+                8 + i,
+                beyond,
+            ));
+        }
         series.push(Series::points(
             format!("{label}: measured mean"),
             2 * i,
@@ -374,7 +390,7 @@ fn finite_width(o: &FigureOptions) -> Result<Figure> {
         "all predictions within validity".to_string()
     } else {
         format!(
-            "outside validity (omitted from lines): {}",
+            "outside validity (off the law's lines): {}",
             outside.join(", ")
         )
     };
@@ -382,7 +398,7 @@ fn finite_width(o: &FigureOptions) -> Result<Figure> {
         name: "finite-width".into(),
         title: "Finite-width law of ln GSC(L, 0), depth 50".into(),
         caption: format!(
-            "depth 50, sigma_b = 0; lines: finite-width law (relu: exact route, {spectra} spectra, else the O(1/n) expansion beyond the exact route's budget; tanh: expansion); points: mean of {samples} nets, 95% CI; {note}; seed {}",
+            "depth 50, sigma_b = 0; lines: finite-width law (relu: exact route, {spectra} spectra, else the chain beyond the exact route's budget; tanh: the chain law, {spectra} draws, drawn apart where tau > 1/3); points: mean of {samples} nets, 95% CI; {note}; seed {}",
             o.seed
         ),
         x_label: "width n".into(),

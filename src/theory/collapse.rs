@@ -51,6 +51,32 @@ pub fn expected_std_from_log_q(log_q: f64, c: f64, p: usize) -> f64 {
     (0.5 * (2.0f64.ln() + log_q + (1.0 - c.clamp(0.0, 1.0)).ln() - pf.ln()) + lg).exp()
 }
 
+/// Mean over pairs a != b of x_a . x_b / (|x_a| |x_b|): with u_a = x_a / |x_a|,
+/// sum_{a != b} u_a . u_b = |sum_a u_a|^2 - m, so one pass. Zero vectors count as cosine 0 with everything.
+pub fn mean_pairwise_cosine_of(vectors: &[Vec<f64>]) -> f64 {
+    let m = vectors.len();
+    if m < 2 {
+        return 0.0;
+    }
+    let n = vectors[0].len();
+    let mut sum = vec![0.0; n];
+    let mut units = 0.0;
+    for v in vectors {
+        // Scale first by the largest entry so the norm neither over- nor underflows.
+        let top = v.iter().fold(0.0f64, |a, x| a.max(x.abs()));
+        if top == 0.0 || !top.is_finite() {
+            continue;
+        }
+        let norm = v.iter().map(|x| (x / top).powi(2)).sum::<f64>().sqrt();
+        for (s, x) in sum.iter_mut().zip(v) {
+            *s += x / top / norm;
+        }
+        units += 1.0;
+    }
+    let tot = sum.iter().map(|x| x * x).sum::<f64>();
+    ((tot - units) / (m * (m - 1)) as f64).clamp(-1.0, 1.0)
+}
+
 /// arccos(sqrt c)/pi, as an arctangent so that it keeps its relative accuracy as c -> 1.
 pub fn sign_diversity_large_batch(c: f64) -> f64 {
     let c = c.clamp(0.0, 1.0);

@@ -185,7 +185,8 @@ pub fn for_network(net: &Network) -> Result<Option<MlpFixedPoint>> {
     let mut spec = None;
     for layer in &net.layers {
         let this = match layer.ops.as_slice() {
-            [Op::Dense(d), Op::Act(a)] if d.init == Init::Gaussian => {
+            // Mean field sees only the weight variance: uniform weights have the Gaussian's fixed point.
+            [Op::Dense(d), Op::Act(a)] if matches!(d.init, Init::Gaussian | Init::Uniform) => {
                 (*a, d.sigma_w2.to_bits(), d.sigma_b2.to_bits())
             }
             _ => return Ok(None),

@@ -38,7 +38,8 @@ pub fn isometry_moments(net: &Network) -> Result<IsometryMoments> {
         }
         let s1 =
             match d.init {
-                Init::Gaussian => -1.0,
+                // Marchenko–Pastur universality: any i.i.d. entries of this variance give the same.
+                Init::Gaussian | Init::Uniform => -1.0,
                 Init::Orthogonal => 0.0,
                 Init::LooksLinear => return Err(Error::Unsupported(
                     "isometry moments: looks-linear layers are not free of each other's pairing"

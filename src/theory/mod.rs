@@ -8,6 +8,8 @@ mod batch_mean;
 pub mod blocks;
 pub mod collapse;
 mod dense;
+pub mod diagnose;
+mod finite_chain;
 pub mod finite_width;
 pub mod fixed_point;
 pub mod isometry;
@@ -186,9 +188,11 @@ pub fn fit_line(ys: &[f64]) -> (f64, f64) {
 pub fn input_state(net: &Network) -> MfState {
     // Real data: its empirical mean square and mean pairwise correlation (theory/collapse.md).
     let (log_q, c) = match &net.input.data {
+        // The correlation is the mean pairwise cosine, the statistic `collapse` measures: with inputs of
+        // unequal norms the mean dot product over the mean square is a different number (theory/collapse.md).
         Some(d) => {
-            let (q0, c0) = d.moments();
-            (q0.ln(), c0)
+            let (q0, _) = d.moments();
+            (q0.ln(), collapse::mean_pairwise_cosine_of(&d.vectors))
         }
         None => (0.0, net.input.correlation),
     };

@@ -2,6 +2,7 @@
 //! error plus a stated finite-width bias bound, and a verdict. The theory and Monte Carlo engines never see
 //! each other; they meet only here. Method: theory/verification.md.
 
+pub mod collapse;
 pub mod finite;
 pub mod sampled;
 
