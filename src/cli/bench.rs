@@ -107,8 +107,9 @@ fn table(
     for p in fma {
         let _ = writeln!(
             s,
-            "f64 FMA peak ({}, 16 chains per thread, {} thread{}): {:.1} GFLOP/s",
+            "f64 FMA peak ({}, {} chains per thread, {} thread{}): {:.1} GFLOP/s",
             p.isa,
+            p.chains,
             p.threads,
             if p.threads == 1 { "" } else { "s" },
             p.gflops
