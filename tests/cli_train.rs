@@ -1,19 +1,8 @@
 //! `gradscale train` end to end: checkpoints reload in `simulate`, `--resume` gives the same bits as an
 //! uninterrupted run, divergence stops with exit code 2 and keeps the last finite checkpoint.
 
-use std::process::Command;
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gradscale"))
-        .args(args)
-        .output()
-        .expect("binary runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+use common::run;
 
 fn tmp(name: &str) -> String {
     let d = std::env::temp_dir().join(format!("gradscale-train-{}-{name}", std::process::id()));

@@ -17,19 +17,9 @@ use gradscale::verify::collapse::check_collapse;
 use gradscale::Nonlinearity;
 use rand::SeedableRng;
 use serde_json::Value;
-use std::process::Command;
 
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gradscale"))
-        .args(args)
-        .output()
-        .expect("binary runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+use common::run;
 
 const TANH: Nonlinearity = Nonlinearity::Tanh;
 

@@ -57,3 +57,16 @@ pub fn resnet(width: usize, blocks: usize, alpha: f64, branch: Vec<Op>) -> Netwo
         })],
     )
 }
+
+/// Runs the built binary with `args`: (exit code, stdout, stderr).
+pub fn run(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gradscale"))
+        .args(args)
+        .output()
+        .expect("binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
