@@ -276,3 +276,143 @@ fn selu_claims_resolve_a_one_percent_lambda_error() {
         assert!(e.p_value > threshold, "{id}: {e:?}");
     }
 }
+
+mod training_claims {
+    use super::row;
+    use gradscale::claims::apply_holm;
+    use gradscale::claims::training::{
+        judge_depth_limit, judge_effective_depth, judge_residual_trick,
+    };
+    use gradscale::claims::Verdict;
+    use gradscale::stats::Summary;
+    use gradscale::verify::training::{Cell, Family, Opt, Study, StudyOptions};
+
+    fn s(mean: f64, stderr: f64) -> Summary {
+        Summary {
+            mean,
+            stderr,
+            median: mean,
+            sd: stderr * 3f64.sqrt(),
+            n: 3,
+        }
+    }
+
+    /// A fabricated cell: training error `err` +- 0.01, depths and dilutions as given.
+    fn cell(family: Family, opt: Opt, depth: usize, err: f64) -> Cell {
+        Cell {
+            family,
+            opt,
+            depth,
+            lr_errors: vec![(0.1, s(err, 0.01))],
+            best_lr: 0.1,
+            error: s(err, 0.01),
+            half_budget_error: s(err, 0.01),
+            diverged: 0,
+            d_eff: vec![Some(depth); 3],
+            d_eff_frac: s(1.0, 0.0),
+            path_depth: vec![Some(depth); 3],
+            path_frac: s(1.0, 0.0),
+            truncation_rel: vec![0.01; 3],
+            ln_k: vec![vec![0.0; depth]; 3],
+            reconstruction_error: 0.0,
+            ln_gsc_init: vec![vec![0.0; depth + 1]; 3],
+            ln_gsc_end: vec![vec![0.0; depth + 1]; 3],
+            gsc_log: Vec::new(),
+            taylor: Vec::new(),
+        }
+    }
+
+    fn study(plain: (f64, f64), resnet: (f64, f64)) -> Study {
+        let mut cells = Vec::new();
+        for (f, (a, b)) in [(Family::Plain, plain), (Family::Resnet, resnet)] {
+            for opt in [Opt::Sgd, Opt::Adam] {
+                cells.push(cell(f, opt, 3, a));
+                cells.push(cell(f, opt, 12, b));
+            }
+        }
+        let mut options = StudyOptions::audit(true, 0);
+        options.depths = vec![3, 12];
+        Study {
+            options,
+            data: "fabricated".into(),
+            cells,
+            seconds: 0.0,
+        }
+    }
+
+    fn verdict(e: gradscale::claims::Evidence) -> Verdict {
+        let mut rows = vec![row("x", e, false, true)];
+        apply_holm(&mut rows, 0.01);
+        rows[0].verdict
+    }
+
+    /// The depth-limit (and Adam) verdict follows the fabricated errors: the plain net degrading with depth
+    /// while the ResNet does not is supported, the reverse contradicted, equal degradation inconclusive.
+    #[test]
+    fn depth_limit_verdict_follows_the_errors() {
+        for opt in [Opt::Sgd, Opt::Adam] {
+            let v = |p, r| verdict(judge_depth_limit(&study(p, r), opt));
+            assert_eq!(v((0.02, 0.4), (0.02, 0.03)), Verdict::Supported);
+            assert_eq!(v((0.02, 0.03), (0.02, 0.4)), Verdict::Contradicted);
+            assert_eq!(v((0.02, 0.2), (0.02, 0.2)), Verdict::Inconclusive);
+        }
+    }
+
+    /// Dilution that rises with the initial GSC (the hard-to-train lower layers keep small residuals) is
+    /// supported; the opposite ordering contradicted.
+    #[test]
+    fn residual_trick_verdict_follows_the_dilution_ordering() {
+        let mut c = cell(Family::Plain, Opt::Sgd, 12, 0.0);
+        for (i, (k, g)) in c.ln_k.iter_mut().zip(c.ln_gsc_init.iter_mut()).enumerate() {
+            for l in 0..12 {
+                g[l] = 0.08 * (12 - l) as f64;
+                // Noise differing per seed, so the correlations are not all equal.
+                k[l] = 0.3 * (12 - l) as f64 + 0.2 * (((l * 7 + i * 3) % 5) as f64 - 2.0);
+            }
+        }
+        assert_eq!(verdict(judge_residual_trick(&c)), Verdict::Supported);
+        for k in c.ln_k.iter_mut() {
+            for v in k.iter_mut() {
+                *v = -*v;
+            }
+        }
+        assert_eq!(verdict(judge_residual_trick(&c)), Verdict::Contradicted);
+    }
+
+    /// The prestated rule: a short path profile that describes the nets and a Taylor depth that agrees is
+    /// supported; a long one contradicted; a path expansion that does not describe the nets, or a Taylor
+    /// depth that disagrees, or nets that never trained, inconclusive.
+    #[test]
+    fn effective_depth_rule() {
+        let mut c = cell(Family::Plain, Opt::Sgd, 12, 0.0);
+        c.path_frac = s(0.2, 0.02);
+        c.d_eff_frac = s(0.3, 0.02);
+        assert_eq!(verdict(judge_effective_depth(&c, None)), Verdict::Supported);
+        c.path_frac = s(0.9, 0.02);
+        c.d_eff_frac = s(0.9, 0.02);
+        assert_eq!(
+            verdict(judge_effective_depth(&c, None)),
+            Verdict::Contradicted
+        );
+        let mut t = c.clone();
+        t.truncation_rel = vec![0.01, 0.5, 0.01];
+        assert_eq!(
+            verdict(judge_effective_depth(&t, None)),
+            Verdict::Inconclusive
+        );
+        let mut t = c.clone();
+        t.path_frac = s(0.2, 0.02);
+        assert_eq!(
+            verdict(judge_effective_depth(&t, None)),
+            Verdict::Inconclusive
+        );
+        let mut t = c.clone();
+        t.path_frac = s(0.2, 0.02);
+        t.d_eff_frac = s(0.2, 0.02);
+        t.d_eff = vec![None, None, Some(2)];
+        assert_eq!(
+            verdict(judge_effective_depth(&t, None)),
+            Verdict::Inconclusive
+        );
+    }
+}

@@ -724,3 +724,63 @@ fn cli_reports_mismatched_checkpoints_bad_tau_and_untrained_nets_in_one_line() {
     assert!(v["report"]["d_eff"].is_null());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The training study (verify::training) on a tiny grid: the same seed gives identical results on one
+/// thread and on several; d_eff never exceeds L; the residual decomposition of every trained layer is exact.
+#[test]
+fn training_study_is_reproducible_and_lawful() {
+    use gradscale::verify::training::{run_study, StudyOptions};
+    let mut o = StudyOptions::audit(true, 5);
+    o.width = 8;
+    o.depths = vec![3, 5];
+    o.seeds = 2;
+    o.sgd_lrs = vec![0.1];
+    o.adam_lrs = vec![0.003];
+    o.epochs = 2;
+    o.train_rows = 96;
+    o.eval_rows = 32;
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+        .install(|| run_study(&o).unwrap());
+    let two = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap()
+        .install(|| run_study(&o).unwrap());
+    assert_eq!(one.cells.len(), 8);
+    for (a, b) in one.cells.iter().zip(&two.cells) {
+        assert_eq!(a.error.mean.to_bits(), b.error.mean.to_bits());
+        assert_eq!(a.d_eff, b.d_eff);
+        assert_eq!(a.ln_k, b.ln_k);
+        for d in a.d_eff.iter().flatten() {
+            assert!(*d <= a.depth, "{d} > {}", a.depth);
+        }
+        assert!(a.reconstruction_error < 1e-10, "{}", a.reconstruction_error);
+        assert_eq!(a.ln_gsc_init.len(), 2);
+    }
+}
+
+/// The ResNet baseline's branches are scaled by 1/sqrt(blocks) so that its forward norm stays bounded with
+/// depth: ||f_l||^2/n at L = 24 never exceeds 3 times the stem's (unscaled branches grow it ~blocks-fold).
+#[test]
+fn scaled_resnet_forward_norm_stays_bounded() {
+    use gradscale::montecarlo::{simulate, Estimator, McOptions};
+    use gradscale::verify::training::{network, Family};
+    let net = network(Family::Resnet, 32, 24, 32, 10);
+    let m = simulate(
+        &net,
+        &McOptions {
+            samples: 8,
+            seed: 3,
+            estimator: Estimator::Probes(1),
+        },
+    )
+    .unwrap();
+    let stem = m.layers[1].sq_norm.mean;
+    for l in 1..24 {
+        let q = m.layers[l].sq_norm.mean;
+        assert!(q <= 3.0 * stem, "layer {l}: {q} vs stem {stem}");
+    }
+}

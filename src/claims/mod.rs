@@ -1,6 +1,6 @@
 //! The claims registry and the audit: every claim of the seed paper's abstract and every closed form the
 //! project encodes, each with where it comes from, the measurement that tests it, its tolerance and
-//! false-alarm rate, and a verdict. Claims that need training are listed as not testable, never dropped.
+//! false-alarm rate, and a verdict. A claim no measurement tests yet is listed as not testable, never dropped.
 //!
 //! Statistics: each testable claim yields a p-value for rejecting its null hypothesis. For an *equality*
 //! claim (a closed form equals the measurement) the null is "the formula is right": rejecting it
@@ -11,6 +11,7 @@
 mod capabilities;
 mod file;
 mod registry;
+pub mod training;
 
 pub use file::{load_claims, parse_claims, Observable, Relation, Spec};
 pub use registry::{builtin_test, registry, AuditOptions, REGISTRY_TOML};

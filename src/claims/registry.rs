@@ -281,6 +281,10 @@ pub fn builtin_test(name: &str) -> Option<ClaimTest> {
         "tradeoff-grid" => cap::tradeoff_grid,
         "finite-width-relu" => cap::finite_width_relu,
         "infinite-width-at-100" => cap::infinite_width_at_100,
+        "depth-limit" => super::training::depth_limit,
+        "adam-does-not-solve" => super::training::adam,
+        "residual-trick" => super::training::residual_trick,
+        "effective-depth" => super::training::effective_depth,
         _ => return None,
     })
 }

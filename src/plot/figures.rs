@@ -27,6 +27,9 @@ pub fn names() -> Vec<&'static str> {
         "collapse",
         "phase",
     ]
+    .into_iter()
+    .chain(super::training::NAMES)
+    .collect()
 }
 
 pub fn build(name: &str, o: &FigureOptions) -> Result<Figure> {
@@ -38,6 +41,7 @@ pub fn build(name: &str, o: &FigureOptions) -> Result<Figure> {
         "bn-rate" => bn_rate(o),
         "collapse" => collapse(o),
         "phase" => phase(o),
+        n if super::training::NAMES.contains(&n) => super::training::build(n, o),
         _ => Err(Error::param(
             "figure name",
             name,

@@ -3,6 +3,7 @@
 //! them as CSV.
 
 pub mod figures;
+pub mod training;
 
 use crate::error::{Error, Result};
 use plotters::prelude::*;
