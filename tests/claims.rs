@@ -415,4 +415,34 @@ mod training_claims {
             Verdict::Inconclusive
         );
     }
+
+    /// A contradicted seed-paper claim is a finding about the paper: it does not fail the audit, while a
+    /// contradicted built-in derived claim does.
+    #[test]
+    fn a_contradicted_seed_paper_claim_does_not_fail_the_audit() {
+        use gradscale::claims::{AuditReport, FailOn, Source};
+        let g = gradscale::claims::Evidence::greater(0.0, -6.0, 1.0, String::new());
+        let mut paper = row("paper/x", g.clone(), false, true);
+        paper.source = Source::SeedPaper;
+        let mut rows = vec![paper, row("derived/y", g, false, true)];
+        apply_holm(&mut rows, 0.01);
+        assert!(rows.iter().all(|r| r.verdict == Verdict::Contradicted));
+        let rep = AuditReport {
+            seed: 0,
+            quick: true,
+            alpha: 0.01,
+            results: rows,
+            supported: 0,
+            contradicted: 2,
+            inconclusive: 0,
+            not_testable: 0,
+            cannot_fail: 0,
+            controls: 0,
+            controls_rejected: 0,
+        };
+        let f = rep.failures(FailOn::Broken);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].contains("derived/y"));
+        assert_eq!(rep.failures(FailOn::Contradicted).len(), 2);
+    }
 }

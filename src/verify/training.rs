@@ -93,15 +93,15 @@ impl StudyOptions {
             }
         } else {
             StudyOptions {
-                width: 32,
+                width: 24,
                 depths: vec![3, 6, 12, 24],
                 seeds: 3,
                 seed,
-                sgd_lrs: vec![0.01, 0.03, 0.1, 0.3],
-                adam_lrs: vec![0.0003, 0.001, 0.003, 0.01],
-                epochs: 12,
+                sgd_lrs: vec![0.03, 0.1, 0.3],
+                adam_lrs: vec![0.001, 0.003, 0.01],
+                epochs: 10,
                 batch_size: 32,
-                train_rows: 1000,
+                train_rows: 800,
                 eval_rows: 200,
                 tau: 0.01,
             }
