@@ -221,7 +221,10 @@ pub fn judge_effective_depth(plain: &Cell, resnet: Option<&Cell>) -> Evidence {
     )
     .with_figure("effective-depth");
     if trained < 2 {
-        return undetermined(e, "fewer than two seeds trained (no meaningful effective depth)");
+        return undetermined(
+            e,
+            "fewer than two seeds trained (no meaningful effective depth)",
+        );
     }
     if worst_trunc > crate::depth::paths::TRUNCATION_LIMIT {
         return undetermined(
@@ -230,7 +233,10 @@ pub fn judge_effective_depth(plain: &Cell, resnet: Option<&Cell>) -> Evidence {
         );
     }
     if m <= FAR_BELOW && plain.d_eff_frac.mean > FAR_BELOW {
-        return undetermined(e, "the Taylor-replacement depth disagrees with the path profile");
+        return undetermined(
+            e,
+            "the Taylor-replacement depth disagrees with the path profile",
+        );
     }
     e
 }

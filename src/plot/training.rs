@@ -103,12 +103,9 @@ pub fn build(name: &str, o: &FigureOptions) -> Result<Figure> {
             )];
             for (i, f) in [Family::Plain, Family::Resnet].into_iter().enumerate() {
                 let cs = cells(&s, f, Opt::Sgd);
-                for (j, (what, pick)) in [
-                    ("Taylor d_eff", true),
-                    ("path-profile depth", false),
-                ]
-                .into_iter()
-                .enumerate()
+                for (j, (what, pick)) in [("Taylor d_eff", true), ("path-profile depth", false)]
+                    .into_iter()
+                    .enumerate()
                 {
                     let pts: Vec<(f64, (f64, f64))> = cs
                         .iter()
@@ -176,7 +173,12 @@ pub fn build(name: &str, o: &FigureOptions) -> Result<Figure> {
                             .filter(|x| x.is_finite())
                             .collect();
                         if let Some(sm) = crate::stats::Summary::of(&v) {
-                            let h = Z95 * if sm.stderr.is_finite() { sm.stderr } else { 0.0 };
+                            let h = Z95
+                                * if sm.stderr.is_finite() {
+                                    sm.stderr
+                                } else {
+                                    0.0
+                                };
                             pts.push(((l + 1) as f64, sm.mean.exp()));
                             bars.push(((sm.mean - h).exp(), (sm.mean + h).exp()));
                         }

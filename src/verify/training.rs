@@ -130,7 +130,13 @@ fn ln_tanh(width: usize) -> Vec<Op> {
 /// are scaled by 1/sqrt(blocks): each block then adds about 1/blocks of the branch's mean square to the
 /// forward pass, so ||f||^2 grows by at most a bounded factor (e^c) instead of sqrt(3)^blocks-like growth
 /// of unscaled He branches, which makes SGD diverge at depth 20 and beyond.
-pub fn network(family: Family, width: usize, depth: usize, input: usize, classes: usize) -> Network {
+pub fn network(
+    family: Family,
+    width: usize,
+    depth: usize,
+    input: usize,
+    classes: usize,
+) -> Network {
     let mut layers = vec![Layer {
         ops: ln_tanh(width),
     }];
@@ -231,7 +237,10 @@ impl Study {
     pub fn degradation_of(&self, family: Family, opt: Opt, f: fn(&Cell) -> &Summary) -> (f64, f64) {
         let a = f(self.cell(family, opt, self.shallow()).expect("cell"));
         let b = f(self.cell(family, opt, self.deep()).expect("cell"));
-        (b.mean - a.mean, (a.stderr.powi(2) + b.stderr.powi(2)).sqrt())
+        (
+            b.mean - a.mean,
+            (a.stderr.powi(2) + b.stderr.powi(2)).sqrt(),
+        )
     }
 }
 
@@ -402,10 +411,7 @@ fn analyse(
     x: &nalgebra::DMatrix<f64>,
     o: &StudyOptions,
 ) -> Result<Cell> {
-    let labelled = Labelled {
-        x,
-        labels: &eval.y,
-    };
+    let labelled = Labelled { x, labels: &eval.y };
     let dopts = DepthOptions::default();
     let per: Vec<_> = runs
         .par_iter()
@@ -418,11 +424,16 @@ fn analyse(
         .collect::<Result<Vec<_>>>()?;
     let l = depth as f64;
     let d_eff: Vec<Option<usize>> = per.iter().map(|(e, _)| e.d_eff).collect();
-    let path_depth: Vec<Option<usize>> = per
-        .iter()
-        .map(|(e, _)| e.d_eff.and(e.path_depth))
-        .collect();
-    let frac = |v: &[Option<usize>]| summary(&v.iter().flatten().map(|&d| d as f64 / l).collect::<Vec<_>>());
+    let path_depth: Vec<Option<usize>> =
+        per.iter().map(|(e, _)| e.d_eff.and(e.path_depth)).collect();
+    let frac = |v: &[Option<usize>]| {
+        summary(
+            &v.iter()
+                .flatten()
+                .map(|&d| d as f64 / l)
+                .collect::<Vec<_>>(),
+        )
+    };
     Ok(Cell {
         family,
         opt,
@@ -447,17 +458,34 @@ fn analyse(
             .fold(0.0, f64::max),
         ln_gsc_init: runs
             .iter()
-            .map(|r| r.trainer.log.gsc.first().map(ln_gsc_rows).unwrap_or_default())
+            .map(|r| {
+                r.trainer
+                    .log
+                    .gsc
+                    .first()
+                    .map(ln_gsc_rows)
+                    .unwrap_or_default()
+            })
             .collect(),
         ln_gsc_end: runs
             .iter()
-            .map(|r| r.trainer.log.gsc.last().map(ln_gsc_rows).unwrap_or_default())
+            .map(|r| {
+                r.trainer
+                    .log
+                    .gsc
+                    .last()
+                    .map(ln_gsc_rows)
+                    .unwrap_or_default()
+            })
             .collect(),
         gsc_log: runs
             .first()
             .map(|r| r.trainer.log.gsc.clone())
             .unwrap_or_default(),
-        taylor: per.first().map(|(e, _)| e.points.clone()).unwrap_or_default(),
+        taylor: per
+            .first()
+            .map(|(e, _)| e.points.clone())
+            .unwrap_or_default(),
     })
 }
 
