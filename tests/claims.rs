@@ -364,10 +364,10 @@ mod training_claims {
     fn residual_trick_verdict_follows_the_dilution_ordering() {
         let mut c = cell(Family::Plain, Opt::Sgd, 12, 0.0);
         for (i, (k, g)) in c.ln_k.iter_mut().zip(c.ln_gsc_init.iter_mut()).enumerate() {
-            for l in 0..12 {
-                g[l] = 0.08 * (12 - l) as f64;
+            for (l, (kl, gl)) in k.iter_mut().zip(g.iter_mut()).enumerate() {
+                *gl = 0.08 * (12 - l) as f64;
                 // Noise differing per seed, so the correlations are not all equal.
-                k[l] = 0.3 * (12 - l) as f64 + 0.2 * (((l * 7 + i * 3) % 5) as f64 - 2.0);
+                *kl = 0.3 * (12 - l) as f64 + 0.2 * (((l * 7 + i * 3) % 5) as f64 - 2.0);
             }
         }
         assert_eq!(verdict(judge_residual_trick(&c)), Verdict::Supported);

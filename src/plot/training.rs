@@ -206,14 +206,12 @@ pub fn build(name: &str, o: &FigureOptions) -> Result<Figure> {
             let mut series = Vec::new();
             for (i, step) in [0u64, 1, 10, 100, end].into_iter().enumerate() {
                 if let Some(g) = log.iter().find(|g| g.step == step) {
-                    if series
-                        .iter()
-                        .any(|x: &Series| x.name == format!("step {step}"))
-                    {
+                    let name = format!("step {step}");
+                    if series.iter().any(|x: &Series| x.name == name) {
                         continue;
                     }
                     series.push(Series::line(
-                        format!("step {step}"),
+                        name,
                         i,
                         g.log_gsc_to_output
                             .iter()
