@@ -774,7 +774,7 @@ fn scaled_resnet_forward_norm_stays_bounded() {
         &McOptions {
             samples: 8,
             seed: 3,
-            estimator: Estimator::Probes(1),
+            estimator: Estimator::Probes(2),
         },
     )
     .unwrap();
