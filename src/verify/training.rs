@@ -489,9 +489,12 @@ fn analyse(
     })
 }
 
+/// Studies run in this process, by (quick, seed).
+type StudyCache = HashMap<(bool, u64), Arc<Study>>;
+
 /// The audit's study for (quick, seed), run once per process: the four claims and the figures share it.
 pub fn audit_study(quick: bool, seed: u64) -> Result<Arc<Study>> {
-    static CACHE: OnceLock<Mutex<HashMap<(bool, u64), Arc<Study>>>> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<StudyCache>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     let mut g = cache.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(s) = g.get(&(quick, seed)) {
