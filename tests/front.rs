@@ -542,7 +542,15 @@ fn defaults_that_work() {
 fn check_below_min_samples_is_inconclusive() {
     // Two samples: the standard error has one degree of freedom, so no row may read agree or disagree.
     let args = [
-        "check", "--act", "tanh", "--width", "20", "--depth", "6", "--no-finite", "--json",
+        "check",
+        "--act",
+        "tanh",
+        "--width",
+        "20",
+        "--depth",
+        "6",
+        "--no-finite",
+        "--json",
     ];
     let json = |samples: &str| -> Value {
         let mut a = args.to_vec();
@@ -596,7 +604,10 @@ ops = [{ residual = { branch = [{ dense = { width = 100, init = "kaiming" } }, {
     assert_eq!(dense_of(&net, 1, 0).sigma_w2, 1.0);
     assert_eq!(dense_of(&net, 2, 0).sigma_w2, 1.0);
     let p = dense_of(&net, 3, 0);
-    assert_eq!((p.sigma_w2, p.sigma_b2, p.init), (1.0 / 3.0, 1.0 / 300.0, Init::Uniform));
+    assert_eq!(
+        (p.sigma_w2, p.sigma_b2, p.init),
+        (1.0 / 3.0, 1.0 / 300.0, Init::Uniform)
+    );
     assert_eq!(dense_of(&net, 4, 0).sigma_w2, 2.0);
     match &net.layers[4].ops[0] {
         Op::Residual(r) => match r.branch[2] {
@@ -613,7 +624,9 @@ ops = [{ residual = { branch = [{ dense = { width = 100, init = "kaiming" } }, {
     .unwrap_err()
     .to_string();
     assert!(
-        err.contains("c.toml") && err.contains("layers[0].ops[0].dense") && err.contains("sigma_w2"),
+        err.contains("c.toml")
+            && err.contains("layers[0].ops[0].dense")
+            && err.contains("sigma_w2"),
         "{err}"
     );
     // An unknown scheme: file, line, TOML path, the accepted names, exit code 2 and nothing on stdout.
@@ -666,7 +679,10 @@ fn plot_arch_draws_gsc_against_layers_to_the_output() {
         let arch = format!("{}/examples/{file}.toml", env!("CARGO_MANIFEST_DIR"));
         let (code, stdout, err) = run(&["plot", "--arch", &arch, "--quick", "--out", out]);
         assert_eq!(code, 0, "{err}");
-        assert!(stdout.contains(&format!("{file}-gsc-depth.png")), "{stdout}");
+        assert!(
+            stdout.contains(&format!("{file}-gsc-depth.png")),
+            "{stdout}"
+        );
         let rows = csv_rows(&dir.join(format!("{file}-gsc-depth.csv")));
         let line: Vec<_> = rows.iter().filter(|r| r.1 == "theory").collect();
         let pts: Vec<_> = rows.iter().filter(|r| r.1 == "monte-carlo").collect();
@@ -677,7 +693,11 @@ fn plot_arch_draws_gsc_against_layers_to_the_output() {
         let at = |x: f64| line.iter().find(|r| r.2 == x).expect("x on the line").3;
         assert_eq!(at(0.0), 1.0);
         let total = p.layers[0].log_gsc_to_output.exp();
-        assert!((at(dense as f64) - total).abs() < 1e-12 * total, "{}", at(50.0));
+        assert!(
+            (at(dense as f64) - total).abs() < 1e-12 * total,
+            "{}",
+            at(50.0)
+        );
         assert_eq!(line.len(), net.depth() + 1);
         assert!(total > 1.1, "tanh grows: {total}");
         // Points at both ends (their agreement with the line is `check`'s job, at proper sample counts).
@@ -687,7 +707,10 @@ fn plot_arch_draws_gsc_against_layers_to_the_output() {
     let arch = format!("{}/examples/plain-tanh.toml", env!("CARGO_MANIFEST_DIR"));
     let (code, stdout, err) = run(&["plot", "phase", "--arch", &arch, "--out", out]);
     assert_eq!(code, 2, "{err}");
-    assert!(stdout.is_empty() && err.contains("gsc-depth") && err.lines().count() == 1, "{err}");
+    assert!(
+        stdout.is_empty() && err.contains("gsc-depth") && err.lines().count() == 1,
+        "{err}"
+    );
     // Written atomically: no temporary files left beside the figures.
     let left: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -716,8 +739,18 @@ fn diagnose_given_network_shows_measured_next_to_closed_form() {
     .unwrap();
     let ws = w.to_str().unwrap();
     let flags = [
-        "--act", "tanh", "--width", "20", "--depth", "6", "--sigma-w2", "1.5", "--weights", ws,
-        "--samples", "40",
+        "--act",
+        "tanh",
+        "--width",
+        "20",
+        "--depth",
+        "6",
+        "--sigma-w2",
+        "1.5",
+        "--weights",
+        ws,
+        "--samples",
+        "40",
     ];
     let mut a = vec!["diagnose"];
     a.extend(flags);
@@ -750,10 +783,15 @@ fn diagnose_given_network_shows_measured_next_to_closed_form() {
     a.pop();
     let (code, out, _) = run(&a);
     assert_eq!(code, 0);
-    assert!(out.contains("given network") && out.contains("closed form") && out.contains("measured"));
+    assert!(
+        out.contains("given network") && out.contains("closed form") && out.contains("measured")
+    );
     // Monte Carlo flags without --weights would be dropped: an error naming the flag instead.
     let (code, out, err) = run(&["diagnose", "--act", "tanh", "--samples", "5"]);
     assert_eq!(code, 2);
-    assert!(out.is_empty() && err.contains("--samples") && err.contains("--weights"), "{err}");
+    assert!(
+        out.is_empty() && err.contains("--samples") && err.contains("--weights"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

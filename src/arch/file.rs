@@ -118,11 +118,13 @@ fn apply_schemes(
                     } else {
                         format!("the file's init = \"{}\"", s.name())
                     };
-                    let conflict = |key: &str| Error::File {
+                    let conflict = |key: &str| {
+                        Error::File {
                         path: path.to_string(),
                         message: format!(
                             "at `{here}`: `{key}` and {from} both set it: give one (init = \"gaussian\" or \"uniform\" keeps a given {key})"
                         ),
+                    }
                     };
                     d.init = s.distribution();
                     if s.fixes_scale() {

@@ -34,7 +34,11 @@ struct Given {
     predicted: Vec<f64>,
 }
 
-fn given(a: &Args, net: &gradscale::Network, names: &gradscale::arch::ParamNames) -> Result<Option<Given>> {
+fn given(
+    a: &Args,
+    net: &gradscale::Network,
+    names: &gradscale::arch::ParamNames,
+) -> Result<Option<Given>> {
     let Some(w) = &a.mc.weights else {
         // Monte Carlo flags without a network to measure would be silently dropped.
         for (flag, set) in [

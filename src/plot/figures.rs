@@ -61,15 +61,42 @@ pub const FAMILIES: [(&str, &str); 18] = [
     ("batch-relu", include_str!("../../examples/batch-relu.toml")),
     ("batch-tanh", include_str!("../../examples/batch-tanh.toml")),
     ("batch-selu", include_str!("../../examples/batch-selu.toml")),
-    ("resnet-plain-relu", include_str!("../../examples/resnet-plain-relu.toml")),
-    ("resnet-plain-tanh", include_str!("../../examples/resnet-plain-tanh.toml")),
-    ("resnet-plain-selu", include_str!("../../examples/resnet-plain-selu.toml")),
-    ("resnet-layer-relu", include_str!("../../examples/resnet-layer-relu.toml")),
-    ("resnet-layer-tanh", include_str!("../../examples/resnet-layer-tanh.toml")),
-    ("resnet-layer-selu", include_str!("../../examples/resnet-layer-selu.toml")),
-    ("resnet-batch-relu", include_str!("../../examples/resnet-batch-relu.toml")),
-    ("resnet-batch-tanh", include_str!("../../examples/resnet-batch-tanh.toml")),
-    ("resnet-batch-selu", include_str!("../../examples/resnet-batch-selu.toml")),
+    (
+        "resnet-plain-relu",
+        include_str!("../../examples/resnet-plain-relu.toml"),
+    ),
+    (
+        "resnet-plain-tanh",
+        include_str!("../../examples/resnet-plain-tanh.toml"),
+    ),
+    (
+        "resnet-plain-selu",
+        include_str!("../../examples/resnet-plain-selu.toml"),
+    ),
+    (
+        "resnet-layer-relu",
+        include_str!("../../examples/resnet-layer-relu.toml"),
+    ),
+    (
+        "resnet-layer-tanh",
+        include_str!("../../examples/resnet-layer-tanh.toml"),
+    ),
+    (
+        "resnet-layer-selu",
+        include_str!("../../examples/resnet-layer-selu.toml"),
+    ),
+    (
+        "resnet-batch-relu",
+        include_str!("../../examples/resnet-batch-relu.toml"),
+    ),
+    (
+        "resnet-batch-tanh",
+        include_str!("../../examples/resnet-batch-tanh.toml"),
+    ),
+    (
+        "resnet-batch-selu",
+        include_str!("../../examples/resnet-batch-selu.toml"),
+    ),
 ];
 
 /// Probes for batch-coupled networks (whose Jacobian is of the whole batch map, dim n * B); exact otherwise.
