@@ -98,6 +98,15 @@ pub fn run(a: &Args) -> Result<String> {
     for n in &p.notes {
         let _ = writeln!(s, "note: {n}");
     }
+    if m.samples.saturating_sub(m.degenerate + m.overflow) < policy.min_samples {
+        let _ = writeln!(
+            s,
+            "note: {} usable samples, below the minimum of {} for a verdict (the standard error is estimated too poorly): every row is inconclusive; use --samples {} or more",
+            m.samples.saturating_sub(m.degenerate + m.overflow),
+            policy.min_samples,
+            policy.min_samples
+        );
+    }
     let heavy = r
         .comparisons
         .iter()
