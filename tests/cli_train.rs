@@ -26,9 +26,9 @@ fn trained_checkpoint_reloads_in_simulate() {
     let dir = tmp("reload");
     let mut a = vec!["train", "--data", "digits", "--epochs", "1", "--out", &dir];
     a.extend(SMALL);
-    let (code, out, err) = run(&a);
+    let (code, tout, err) = run(&a);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("split fixed"), "{out}");
+    assert!(tout.contains("split fixed"), "{tout}");
     let arch = format!("{dir}/arch.toml");
     let w = format!("{dir}/trained.safetensors");
     let (code, out, err) = run(&[
@@ -59,7 +59,7 @@ fn trained_checkpoint_reloads_in_simulate() {
     let rows = rep["comparisons"].as_array().unwrap();
     assert_eq!(rows.len(), 6, "{rep}");
     assert!(rows.iter().all(|r| r["verdict"] == "agree"), "{rep}");
-    assert!(out.contains("step 0: 6 agree, 0 disagree"), "{out}");
+    assert!(tout.contains("step 0: 6 agree, 0 disagree"), "{tout}");
     // A wrong-shape checkpoint for this architecture: one line naming the tensor, exit 2.
     let (code, _, err) = run(&[
         "simulate",
@@ -211,7 +211,15 @@ fn csv_header_flags() {
     let f = format!("{dir}/x.csv");
     std::fs::write(&f, "7,7\n1,2,3\n4,5,6\n2,1,0\n").unwrap();
     let sim = |extra: &[&str]| {
-        let mut a = vec!["simulate", "--input-file", &f, "--depth", "2", "--samples", "2"];
+        let mut a = vec![
+            "simulate",
+            "--input-file",
+            &f,
+            "--depth",
+            "2",
+            "--samples",
+            "2",
+        ];
         a.extend(extra);
         run(&a)
     };
@@ -223,10 +231,25 @@ fn csv_header_flags() {
     // A text first row: a header by default, an error naming it with --no-header.
     let g = format!("{dir}/h.csv");
     std::fs::write(&g, "a,b,c\n1,2,3\n4,5,6\n2,1,0\n").unwrap();
-    let (code, _, err) = run(&["simulate", "--input-file", &g, "--depth", "2", "--samples", "2"]);
+    let (code, _, err) = run(&[
+        "simulate",
+        "--input-file",
+        &g,
+        "--depth",
+        "2",
+        "--samples",
+        "2",
+    ]);
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = run(&[
-        "simulate", "--input-file", &g, "--depth", "2", "--samples", "2", "--no-header",
+        "simulate",
+        "--input-file",
+        &g,
+        "--depth",
+        "2",
+        "--samples",
+        "2",
+        "--no-header",
     ]);
     assert_eq!(code, 2);
     assert!(
@@ -237,7 +260,14 @@ fn csv_header_flags() {
     assert_eq!(code, 2, "{err}");
     // The same for a labelled training CSV.
     let (code, _, err) = run(&[
-        "train", "--data", &g, "--no-header", "--epochs", "1", "--out", &dir,
+        "train",
+        "--data",
+        &g,
+        "--no-header",
+        "--epochs",
+        "1",
+        "--out",
+        &dir,
     ]);
     assert_eq!(code, 2);
     assert!(err.contains("line 1, column 1"), "{err}");

@@ -158,7 +158,8 @@ impl NetArgs {
         if let Some(path) = &self.arch {
             let (mut net, names) = gradscale::arch::load_file_named(path)?;
             if let Some(data_path) = &self.input_file {
-                let data = gradscale::arch::InputData::load_with_header(data_path, self.csv_header())?;
+                let data =
+                    gradscale::arch::InputData::load_with_header(data_path, self.csv_header())?;
                 if data.dim() != net.input.width {
                     return Err(gradscale::Error::Architecture(format!(
                         "--input-file {} has dimension {}, the input width of --arch {} is {}",

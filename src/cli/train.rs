@@ -430,7 +430,16 @@ pub fn run(a: &Args) -> Result<String> {
         &BTreeMap::new(),
     )?;
     let s0 = in_pool(a.threads, || step0(&mut t, &prep, a.check_samples))?;
-    run_trainer(t, names, prep, a.data.clone(), s0, &a.out, a.threads, a.json)
+    run_trainer(
+        t,
+        names,
+        prep,
+        a.data.clone(),
+        s0,
+        &a.out,
+        a.threads,
+        a.json,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -570,7 +579,11 @@ fn run_trainer(
                 c.se_rows,
                 c.sd_networks,
                 c.tolerance,
-                if c.verdict == "disagree" { "DISAGREE" } else { &c.verdict }
+                if c.verdict == "disagree" {
+                    "DISAGREE"
+                } else {
+                    &c.verdict
+                }
             );
         }
         let _ = writeln!(
@@ -580,7 +593,10 @@ fn run_trainer(
             r.disagree,
             r.inconclusive,
             if r.disagree > 0 {
-                format!("; the measured GSC disagrees with the closed form at {}", r.disagreements())
+                format!(
+                    "; the measured GSC disagrees with the closed form at {}",
+                    r.disagreements()
+                )
             } else {
                 String::new()
             }

@@ -144,7 +144,12 @@ pub fn check_step0(
     let alpha = opts.family_alpha / n_cmp.max(1) as f64;
     let z_crit = z_for_false_alarm(alpha);
     let mut comparisons = Vec::with_capacity(n_cmp);
-    let mut one = |quantity: &str, l: usize, pred: f64, got: crate::train::MeanSe, mc: &Summary, bias: f64| {
+    let mut one = |quantity: &str,
+                   l: usize,
+                   pred: f64,
+                   got: crate::train::MeanSe,
+                   mc: &Summary,
+                   bias: f64| {
         let sd = mc.sd;
         let combined = Summary {
             mean: got.mean,
