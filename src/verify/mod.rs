@@ -6,6 +6,7 @@ pub mod collapse;
 pub mod finite;
 pub mod profile;
 pub mod sampled;
+pub mod step0;
 
 use crate::arch::Network;
 use crate::montecarlo::Measurement;
