@@ -160,7 +160,9 @@ fn plot_writes_png_svg_and_csv() {
     assert_eq!(code, 0, "{stderr}");
     let v = common::assert_schema("plot", &stdout);
     assert_eq!(v["figures"][0]["files"].as_array().unwrap().len(), 4);
-    for ext in ["png", "svg", "csv", "caption.txt"] {
+    let caption = std::fs::read_to_string(dir.join("resnet-dilution.caption.txt")).unwrap();
+    assert_eq!(caption.lines().count(), 2, "title and caption: {caption}");
+    for ext in ["png", "svg", "csv"] {
         let p = dir.join(format!("resnet-dilution.{ext}"));
         let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
         assert!(len > 1000, "{} is missing or tiny", p.display());
@@ -190,7 +192,10 @@ fn new_figures_render_with_finite_data() {
         }
         let csv = std::fs::read_to_string(dir.join(format!("{name}.csv"))).unwrap();
         // A plain table for `pandas.read_csv(path)`: the header first, six fields on every line.
-        assert!(csv.starts_with("series,kind,x,y,lo,hi\n"), "{name}: {csv:.80}");
+        assert!(
+            csv.starts_with("series,kind,x,y,lo,hi\n"),
+            "{name}: {csv:.80}"
+        );
         assert!(csv.lines().all(|l| l.split(',').count() == 6), "{name}");
         let mut numbers = 0;
         for line in csv.lines().skip(1) {
@@ -329,15 +334,74 @@ fn json_outputs_validate_against_their_schemas() {
     let arch = arch.to_str().unwrap();
     let net = ["--act", "relu", "--widths", "6,8,5,7"];
     let cases: Vec<(&str, Vec<&str>)> = vec![
-        ("predict", [&["predict"][..], &net, &["--finite-spectra", "16"]].concat()),
-        ("simulate", [&["simulate"][..], &net, &["--samples", "8"]].concat()),
-        ("check", [&["check"][..], &net, &["--samples", "8", "--finite-spectra", "16"]].concat()),
-        ("check", vec!["check", "--act", "tanh", "--width", "8", "--depth", "2", "--samples", "8"]),
-        ("collapse", vec!["collapse", "--act", "tanh", "--width", "8", "--depth", "3", "--batch", "4", "--samples", "4"]),
+        (
+            "predict",
+            [&["predict"][..], &net, &["--finite-spectra", "16"]].concat(),
+        ),
+        (
+            "simulate",
+            [&["simulate"][..], &net, &["--samples", "8"]].concat(),
+        ),
+        (
+            "check",
+            [
+                &["check"][..],
+                &net,
+                &["--samples", "8", "--finite-spectra", "16"],
+            ]
+            .concat(),
+        ),
+        (
+            "check",
+            vec![
+                "check",
+                "--act",
+                "tanh",
+                "--width",
+                "8",
+                "--depth",
+                "2",
+                "--samples",
+                "8",
+            ],
+        ),
+        (
+            "collapse",
+            vec![
+                "collapse",
+                "--act",
+                "tanh",
+                "--width",
+                "8",
+                "--depth",
+                "3",
+                "--batch",
+                "4",
+                "--samples",
+                "4",
+            ],
+        ),
         ("blocks", vec!["blocks", "--arch", arch, "--samples", "4"]),
-        ("phase", vec!["phase", "--sw2-steps", "2", "--sb2-steps", "2", "--max-depth", "50"]),
-        ("diagnose", vec!["diagnose", "--act", "tanh", "--width", "16", "--depth", "4"]),
-        ("bench", vec!["bench", "--grid-only", "--grid", "2", "--threads", "1"]),
+        (
+            "phase",
+            vec![
+                "phase",
+                "--sw2-steps",
+                "2",
+                "--sb2-steps",
+                "2",
+                "--max-depth",
+                "50",
+            ],
+        ),
+        (
+            "diagnose",
+            vec!["diagnose", "--act", "tanh", "--width", "16", "--depth", "4"],
+        ),
+        (
+            "bench",
+            vec!["bench", "--grid-only", "--grid", "2", "--threads", "1"],
+        ),
     ];
     for (command, mut args) in cases {
         args.push("--json");
@@ -357,7 +421,16 @@ fn schemas_reject_renamed_missing_and_extra_fields() {
         serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
     };
     let (code, out, err) = run(&[
-        "simulate", "--act", "tanh", "--width", "8", "--depth", "2", "--samples", "4", "--json",
+        "simulate",
+        "--act",
+        "tanh",
+        "--width",
+        "8",
+        "--depth",
+        "2",
+        "--samples",
+        "4",
+        "--json",
     ]);
     assert_eq!(code, 0, "{err}");
     let good: Value = serde_json::from_str(&out).unwrap();

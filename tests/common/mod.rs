@@ -84,7 +84,11 @@ pub fn assert_schema(command: &str, json: &str) -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).expect(&path);
     let v: serde_json::Value = serde_json::from_str(json).expect("valid JSON");
     let errors = schema::validate(&schema, &v);
-    assert!(errors.is_empty(), "{command}: {path}:\n{}", errors.join("\n"));
+    assert!(
+        errors.is_empty(),
+        "{command}: {path}:\n{}",
+        errors.join("\n")
+    );
     assert_eq!(v["schema"], format!("gradscale.{command}/1"));
     v
 }
