@@ -45,8 +45,30 @@ fn trained_checkpoint_reloads_in_simulate() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["layers"].as_array().unwrap().len(), 4);
     // The log holds per-epoch losses and the GSC at steps 0, 1, 10 and the epoch end (12 steps).
-    let log: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/log.json")).unwrap()).unwrap();
+    // log.json is what `train --json` prints.
+    let log = common::assert_schema(
+        "train",
+        &std::fs::read_to_string(format!("{dir}/log.json")).unwrap(),
+    );
+    let init = format!("{dir}/init.safetensors");
+    for command in ["residual", "effective-depth"] {
+        let (code, out, err) = run(&[
+            command,
+            "--arch",
+            &arch,
+            "--init",
+            &init,
+            "--trained",
+            &w,
+            "--data",
+            "digits",
+            "--samples",
+            "4",
+            "--json",
+        ]);
+        assert_eq!(code, 0, "{command}: {err}");
+        common::assert_schema(command, &out);
+    }
     let steps: Vec<u64> = log["log"]["gsc"]
         .as_array()
         .unwrap()

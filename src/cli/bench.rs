@@ -96,6 +96,7 @@ pub fn run(a: &Args) -> Result<String> {
     };
     if a.json {
         let v = json!({
+            "schema": "gradscale.bench/1",
             "command": "bench",
             "threads": threads,
             "peak": [peak1, peak_n],

@@ -46,6 +46,7 @@ pub fn run(a: &Args) -> Result<String> {
         .map(|f| check_finite(f, &m, policy.family_alpha));
     if a.json {
         let v = json!({
+            "schema": "gradscale.check/1",
             "command": "check",
             "network": net,
             "samples": m.samples,

@@ -111,10 +111,11 @@ pub fn run(a: &Args) -> Result<String> {
 
 fn report(written: &[(String, Vec<PathBuf>)], json: bool) -> String {
     if json {
-        let v: Vec<_> = written
+        let figures: Vec<_> = written
             .iter()
             .map(|(n, f)| serde_json::json!({"figure": n, "files": f}))
             .collect();
+        let v = serde_json::json!({"schema": "gradscale.plot/1", "command": "plot", "figures": figures});
         return format!("{}\n", serde_json::to_string_pretty(&v).expect("json"));
     }
     let mut s = String::new();

@@ -49,6 +49,7 @@ pub fn run(a: &Args) -> Result<String> {
             }
         }
         let v = json!({
+            "schema": "gradscale.predict/1",
             "command": "predict",
             "network": net,
             "layers": layers,

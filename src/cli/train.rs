@@ -204,9 +204,16 @@ pub struct Args {
     pub json: bool,
 }
 
+fn train_schema() -> String {
+    "gradscale.train/1".into()
+}
+
 /// Everything a run needs to be resumed, saved in log.json next to the log itself.
 #[derive(Serialize, Deserialize)]
 struct LogFile {
+    /// "gradscale.train/1"; absent in logs written before the tag existed.
+    #[serde(default = "train_schema")]
+    schema: String,
     command: String,
     data: DataArgs,
     split: String,
@@ -455,6 +462,7 @@ fn run_trainer(
 ) -> Result<String> {
     let tty = std::io::stderr().is_terminal();
     let mk = |t: &Trainer| LogFile {
+        schema: train_schema(),
         command: "train".into(),
         data: data_args.clone(),
         split: prep.split.clone(),

@@ -353,7 +353,7 @@ impl Figure {
         Ok(())
     }
 
-    /// Writes NAME.png, NAME.svg and NAME.csv into `dir` and returns their paths.
+    /// Writes NAME.png, NAME.svg, NAME.csv and NAME.caption.txt into `dir` and returns their paths.
     pub fn render(&self, dir: &Path) -> Result<Vec<PathBuf>> {
         register_fonts();
         std::fs::create_dir_all(dir).map_err(|e| Error::File {
@@ -368,31 +368,32 @@ impl Figure {
             1000 + 600 * self.panels.len().saturating_sub(1) as u32,
             650 + 17 * lines,
         );
-        // Each file is written under a temporary name (same extension: the bitmap backend picks the format
-        // from it) and renamed into place, so a failed or interrupted run never leaves a partial figure.
+        // Each picture is written under a temporary name (same extension: the bitmap backend picks the
+        // format from it) and renamed into place, so a failed or interrupted run never leaves a partial figure.
         let tmp = |ext: &str| dir.join(format!(".{}.partial.{ext}", self.name));
-        let (png_t, svg_t, csv_t) = (tmp("png"), tmp("svg"), tmp("csv"));
+        let (png_t, svg_t) = (tmp("png"), tmp("svg"));
         self.draw(BitMapBackend::new(&png_t, size).into_drawing_area(), &png)?;
         self.draw(SVGBackend::new(&svg_t, size).into_drawing_area(), &svg)?;
-        std::fs::write(&csv_t, self.csv()).map_err(|e| Error::File {
-            path: csv.display().to_string(),
-            message: e.to_string(),
-        })?;
-        for (from, to) in [(&png_t, &png), (&svg_t, &svg), (&csv_t, &csv)] {
+        for (from, to) in [(&png_t, &png), (&svg_t, &svg)] {
             std::fs::rename(from, to).map_err(|e| Error::File {
                 path: to.display().to_string(),
                 message: e.to_string(),
             })?;
         }
-        Ok(vec![png, svg, csv])
+        // The caption lives beside the CSV, so that the CSV is a plain table (`pandas.read_csv(path)`).
+        let caption = dir.join(format!("{}.caption.txt", self.name));
+        crate::checkpoint::write_atomic(&csv, self.csv().as_bytes())?;
+        crate::checkpoint::write_atomic(
+            &caption,
+            format!("{}\n{}\n", self.title, self.caption).as_bytes(),
+        )?;
+        Ok(vec![png, svg, csv, caption])
     }
 
-    /// The figure's data: one row per point, with the series name and kind.
+    /// The figure's data: a header line, then one row per point with the series name and kind (empty
+    /// fields where a value is undefined). Title and caption are in `NAME.caption.txt`.
     pub fn csv(&self) -> String {
-        let mut s = format!(
-            "# {}\n# {}\nseries,kind,x,y,lo,hi\n",
-            self.title, self.caption
-        );
+        let mut s = String::from("series,kind,x,y,lo,hi\n");
         for ser in &self.series {
             for (i, &(x, y)) in ser.points.iter().enumerate() {
                 let (lo, hi) = ser

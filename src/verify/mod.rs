@@ -58,6 +58,8 @@ pub enum Verdict {
 #[derive(Clone, Debug, Serialize)]
 pub struct Comparison {
     pub quantity: String,
+    /// Serialised as `index`, the one layer-index key of every JSON output.
+    #[serde(rename = "index")]
     pub layer: usize,
     pub predicted: f64,
     pub measured: f64,
