@@ -431,6 +431,93 @@ pub fn run_case(c: &McCase, peak: f64, fma_peak: f64) -> Result<CaseResult> {
     })
 }
 
+/// Matrix-product flops of one SGD step of a network of dense layers on a batch of `b` rows: per dense
+/// layer (n_in -> n_out) the forward product, the weight gradient and the input gradient, 2 n_out n_in b
+/// each; the first layer's input gradient is not needed and not counted. Elementwise work is not counted.
+pub fn train_step_flops(net: &Network, b: usize) -> f64 {
+    let mut n_in = net.input.width;
+    let mut flops = 0.0;
+    let mut first = true;
+    for layer in &net.layers {
+        for op in &layer.ops {
+            if let Op::Dense(d) = op {
+                let gemm = 2.0 * (d.width * n_in * b) as f64;
+                flops += if first { 2.0 * gemm } else { 3.0 * gemm };
+                first = false;
+                n_in = d.width;
+            }
+        }
+    }
+    flops
+}
+
+/// One training epoch (plain SGD, softmax cross-entropy, minibatches of `batch` rows in file order) of a
+/// ReLU MLP of `depth` hidden layers of `width` and a linear readout on `data`, timed (best of
+/// `repeats`, each from the same initial weights). No GSC logging or evaluation is timed.
+pub fn train_case(
+    name: &str,
+    data: &crate::data::Dataset,
+    depth: usize,
+    width: usize,
+    batch: usize,
+    repeats: usize,
+    peaks: (f64, f64),
+) -> Result<CaseResult> {
+    use crate::train::{self, TrainConfig};
+    let net = train::mlp_classifier(
+        data.dim(),
+        width,
+        depth,
+        data.classes,
+        Nonlinearity::Relu,
+        2.0,
+        0.0,
+    )?;
+    let cfg = TrainConfig {
+        lr: 1e-3,
+        batch_size: batch,
+        ..TrainConfig::default()
+    };
+    let lrs = train::layer_lrs(&cfg, net.depth())?;
+    let init = train::init_params(&net, 0);
+    let rows: Vec<usize> = (0..data.len()).collect();
+    let batches: Vec<(DMatrix<f64>, Vec<usize>)> = rows
+        .chunks(batch)
+        .map(|c| {
+            (
+                DMatrix::from_fn(data.dim(), c.len(), |i, j| data.x[c[j]][i]),
+                c.iter().map(|&r| data.y[r]).collect(),
+            )
+        })
+        .collect();
+    let flops: f64 = batches
+        .iter()
+        .map(|(x, _)| train_step_flops(&net, x.ncols()))
+        .sum();
+    let mut seconds = f64::INFINITY;
+    for _ in 0..repeats.max(1) {
+        let mut params = init.clone();
+        let mut state = train::OptState::new(&params);
+        let t = Instant::now();
+        for (x, y) in &batches {
+            let (_, mut g, _) = train::loss_and_grad(&net, &params, x, y, cfg.loss);
+            train::apply_step(&mut params, &mut g, &mut state, &cfg, &lrs);
+        }
+        seconds = seconds.min(t.elapsed().as_secs_f64());
+        std::hint::black_box(&params);
+    }
+    let gflops = flops / seconds / 1e9;
+    Ok(CaseResult {
+        name: name.into(),
+        engine: "train",
+        seconds,
+        flops,
+        gflops,
+        fraction_of_peak: gflops / peaks.0,
+        fraction_of_fma_peak: gflops / peaks.1,
+    })
+}
+
 /// The closed-form phase grid: `side` x `side` points (sigma_w^2 in [0.5, 4], sigma_b^2 in [0, 1]) of a
 /// tanh MLP, every layer to `depth`, one `theory::predict` per point (without the fixed-point analysis),
 /// in parallel. Returns seconds; the first call includes building tanh's moment table (theory/table.rs).

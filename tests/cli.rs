@@ -149,14 +149,19 @@ fn check_reports_verdicts() {
 #[test]
 fn plot_writes_png_svg_and_csv() {
     let dir = std::env::temp_dir().join(format!("gradscale-plot-{}", std::process::id()));
-    let (code, _, stderr) = run(&[
+    let (code, stdout, stderr) = run(&[
         "plot",
         "resnet-dilution",
         "--quick",
         "--out",
         dir.to_str().unwrap(),
+        "--json",
     ]);
     assert_eq!(code, 0, "{stderr}");
+    let v = common::assert_schema("plot", &stdout);
+    assert_eq!(v["figures"][0]["files"].as_array().unwrap().len(), 4);
+    let caption = std::fs::read_to_string(dir.join("resnet-dilution.caption.txt")).unwrap();
+    assert_eq!(caption.lines().count(), 2, "title and caption: {caption}");
     for ext in ["png", "svg", "csv"] {
         let p = dir.join(format!("resnet-dilution.{ext}"));
         let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
@@ -186,8 +191,14 @@ fn new_figures_render_with_finite_data() {
             assert!(len > 500, "{} is missing or tiny", p.display());
         }
         let csv = std::fs::read_to_string(dir.join(format!("{name}.csv"))).unwrap();
+        // A plain table for `pandas.read_csv(path)`: the header first, six fields on every line.
+        assert!(
+            csv.starts_with("series,kind,x,y,lo,hi\n"),
+            "{name}: {csv:.80}"
+        );
+        assert!(csv.lines().all(|l| l.split(',').count() == 6), "{name}");
         let mut numbers = 0;
-        for line in csv.lines().filter(|l| !l.starts_with('#')).skip(1) {
+        for line in csv.lines().skip(1) {
             for field in line.split(',').skip(2).filter(|f| !f.is_empty()) {
                 let v: f64 = field.parse().unwrap_or(f64::NAN);
                 assert!(
@@ -280,8 +291,10 @@ fn audit_user_claims_file_and_fail_on() {
     assert_eq!(failed.len(), 1, "{stderr}");
     assert!(failed[0].contains("user/he-relu-explodes"), "{stderr}");
     assert!(!stdout.contains("figures in"), "{stdout}");
-    let v: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let v = common::assert_schema(
+        "audit",
+        &std::fs::read_to_string(dir.join("report.json")).unwrap(),
+    );
     let verdict = |id: &str| {
         v["results"]
             .as_array()
@@ -302,4 +315,152 @@ fn audit_user_claims_file_and_fail_on() {
     let (code, _, stderr) = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(code, 0, "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every `--json` output validates against its file in `schema/` (plot and audit: in their own tests
+/// above; train, residual and effective-depth: in tests/cli_train.rs).
+#[test]
+fn json_outputs_validate_against_their_schemas() {
+    let dir = std::env::temp_dir().join(format!("gradscale-schema-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let arch = dir.join("resnet.toml");
+    std::fs::write(
+        &arch,
+        "[input]\nwidth = 12\nbatch = 1\n\n[[layers]]\nrepeat = 2\nops = [{ residual = { alpha = 1.0, \
+         branch = [{ dense = { width = 12, sigma_w2 = 1.0 } }, { act = \"tanh\" }, \
+         { dense = { width = 12, sigma_w2 = 1.0 } }] } }]\n",
+    )
+    .unwrap();
+    let arch = arch.to_str().unwrap();
+    let net = ["--act", "relu", "--widths", "6,8,5,7"];
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        (
+            "predict",
+            [&["predict"][..], &net, &["--finite-spectra", "16"]].concat(),
+        ),
+        (
+            "simulate",
+            [&["simulate"][..], &net, &["--samples", "8"]].concat(),
+        ),
+        (
+            "check",
+            [
+                &["check"][..],
+                &net,
+                &["--samples", "8", "--finite-spectra", "16"],
+            ]
+            .concat(),
+        ),
+        (
+            "check",
+            vec![
+                "check",
+                "--act",
+                "tanh",
+                "--width",
+                "8",
+                "--depth",
+                "2",
+                "--samples",
+                "8",
+            ],
+        ),
+        (
+            "collapse",
+            vec![
+                "collapse",
+                "--act",
+                "tanh",
+                "--width",
+                "8",
+                "--depth",
+                "3",
+                "--batch",
+                "4",
+                "--samples",
+                "4",
+            ],
+        ),
+        ("blocks", vec!["blocks", "--arch", arch, "--samples", "4"]),
+        (
+            "phase",
+            vec![
+                "phase",
+                "--sw2-steps",
+                "2",
+                "--sb2-steps",
+                "2",
+                "--max-depth",
+                "50",
+            ],
+        ),
+        (
+            "diagnose",
+            vec!["diagnose", "--act", "tanh", "--width", "16", "--depth", "4"],
+        ),
+        (
+            "bench",
+            vec!["bench", "--grid-only", "--grid", "2", "--threads", "1"],
+        ),
+    ];
+    for (command, mut args) in cases {
+        args.push("--json");
+        let (code, stdout, stderr) = run(&args);
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        common::assert_schema(command, &stdout);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The schemas are strict: a renamed layer field, a missing top-level field, an extra field and a
+/// statistic without its `n` are each rejected.
+#[test]
+fn schemas_reject_renamed_missing_and_extra_fields() {
+    let schema = |c: &str| -> Value {
+        let p = format!("{}/schema/{c}.schema.json", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let (code, out, err) = run(&[
+        "simulate",
+        "--act",
+        "tanh",
+        "--width",
+        "8",
+        "--depth",
+        "2",
+        "--samples",
+        "4",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let good: Value = serde_json::from_str(&out).unwrap();
+    let s = schema("simulate");
+    assert!(common::schema::validate(&s, &good).is_empty());
+    let mut renamed = good.clone();
+    let l0 = renamed["layers"][0].as_object_mut().unwrap();
+    let idx = l0.remove("index").unwrap();
+    l0.insert("layer".into(), idx);
+    let mut missing = good.clone();
+    missing.as_object_mut().unwrap().remove("seed");
+    let mut extra = good.clone();
+    extra["samples_used"] = 3.into();
+    let mut no_n = good.clone();
+    no_n["layers"][1]["log_gsc_to_output"]
+        .as_object_mut()
+        .unwrap()
+        .remove("n");
+    let mut wrong_tag = good.clone();
+    wrong_tag["schema"] = "gradscale.predict/1".into();
+    for (what, v) in [
+        ("renamed index", renamed),
+        ("missing seed", missing),
+        ("extra field", extra),
+        ("statistic without n", no_n),
+        ("another command's tag", wrong_tag),
+    ] {
+        assert!(
+            !common::schema::validate(&s, &v).is_empty(),
+            "{what}: accepted"
+        );
+    }
 }

@@ -26,9 +26,9 @@ fn trained_checkpoint_reloads_in_simulate() {
     let dir = tmp("reload");
     let mut a = vec!["train", "--data", "digits", "--epochs", "1", "--out", &dir];
     a.extend(SMALL);
-    let (code, out, err) = run(&a);
+    let (code, tout, err) = run(&a);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("split fixed"), "{out}");
+    assert!(tout.contains("split fixed"), "{tout}");
     let arch = format!("{dir}/arch.toml");
     let w = format!("{dir}/trained.safetensors");
     let (code, out, err) = run(&[
@@ -45,8 +45,30 @@ fn trained_checkpoint_reloads_in_simulate() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["layers"].as_array().unwrap().len(), 4);
     // The log holds per-epoch losses and the GSC at steps 0, 1, 10 and the epoch end (12 steps).
-    let log: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/log.json")).unwrap()).unwrap();
+    // log.json is what `train --json` prints.
+    let log = common::assert_schema(
+        "train",
+        &std::fs::read_to_string(format!("{dir}/log.json")).unwrap(),
+    );
+    let init = format!("{dir}/init.safetensors");
+    for command in ["residual", "effective-depth"] {
+        let (code, out, err) = run(&[
+            command,
+            "--arch",
+            &arch,
+            "--init",
+            &init,
+            "--trained",
+            &w,
+            "--data",
+            "digits",
+            "--samples",
+            "4",
+            "--json",
+        ]);
+        assert_eq!(code, 0, "{command}: {err}");
+        common::assert_schema(command, &out);
+    }
     let steps: Vec<u64> = log["log"]["gsc"]
         .as_array()
         .unwrap()
@@ -54,6 +76,12 @@ fn trained_checkpoint_reloads_in_simulate() {
         .map(|g| g["step"].as_u64().unwrap())
         .collect();
     assert_eq!(steps, vec![0, 1, 10, 12]);
+    // Step 0 against the closed form: 2L rows (L = 3 with the readout), each with a verdict, on the console too.
+    let rep = &log["step0_check"]["report"];
+    let rows = rep["comparisons"].as_array().unwrap();
+    assert_eq!(rows.len(), 6, "{rep}");
+    assert!(rows.iter().all(|r| r["verdict"] == "agree"), "{rep}");
+    assert!(tout.contains("step 0: 6 agree, 0 disagree"), "{tout}");
     // A wrong-shape checkpoint for this architecture: one line naming the tensor, exit 2.
     let (code, _, err) = run(&[
         "simulate",
@@ -194,4 +222,75 @@ fn every_measurement_takes_a_trained_resnet() {
         assert_eq!(code, 0, "{cmd:?}: {err}");
         assert!(out.contains("given network"), "{cmd:?}: {out}");
     }
+}
+
+/// `--header` / `--no-header` override the detection of a CSV header row, for `--input-file` and `--data`.
+#[test]
+fn csv_header_flags() {
+    let dir = tmp("header");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A numeric first row of another length: data by default (a ragged row), skipped with --header.
+    let f = format!("{dir}/x.csv");
+    std::fs::write(&f, "7,7\n1,2,3\n4,5,6\n2,1,0\n").unwrap();
+    let sim = |extra: &[&str]| {
+        let mut a = vec![
+            "simulate",
+            "--input-file",
+            &f,
+            "--depth",
+            "2",
+            "--samples",
+            "2",
+        ];
+        a.extend(extra);
+        run(&a)
+    };
+    let (code, _, err) = sim(&[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("line 2: 3 cells"), "{err}");
+    let (code, _, err) = sim(&["--header"]);
+    assert_eq!(code, 0, "{err}");
+    // A text first row: a header by default, an error naming it with --no-header.
+    let g = format!("{dir}/h.csv");
+    std::fs::write(&g, "a,b,c\n1,2,3\n4,5,6\n2,1,0\n").unwrap();
+    let (code, _, err) = run(&[
+        "simulate",
+        "--input-file",
+        &g,
+        "--depth",
+        "2",
+        "--samples",
+        "2",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&[
+        "simulate",
+        "--input-file",
+        &g,
+        "--depth",
+        "2",
+        "--samples",
+        "2",
+        "--no-header",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("line 1, column 1: \"a\" is not a number") && err.lines().count() == 1,
+        "{err}"
+    );
+    let (code, _, err) = run(&["simulate", "--input-file", &g, "--header", "--no-header"]);
+    assert_eq!(code, 2, "{err}");
+    // The same for a labelled training CSV.
+    let (code, _, err) = run(&[
+        "train",
+        "--data",
+        &g,
+        "--no-header",
+        "--epochs",
+        "1",
+        "--out",
+        &dir,
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("line 1, column 1"), "{err}");
 }

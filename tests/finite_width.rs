@@ -660,3 +660,43 @@ fn chain_probe_against_exact() {
         }
     }
 }
+
+fn relu_ended_resnet(width: usize, blocks: usize, alpha: f64) -> Network {
+    let text = format!(
+        "[input]\nwidth = {width}\n[[layers]]\nrepeat = {blocks}\nops = [{{ residual = {{ alpha = {alpha}, branch = [\
+         {{ dense = {{ width = {width}, sigma_w2 = 2.0 }} }}, {{ act = \"relu\" }}, \
+         {{ dense = {{ width = {width}, sigma_w2 = 2.0 }} }}, {{ act = \"relu\" }}] }} }}]\n"
+    );
+    gradscale::arch::from_toml_str(&text, "relu-ended.toml").unwrap()
+}
+
+/// The radial-bulk chain (theory/finite-width.md section 9) for ResNets whose branch ends in a relu,
+/// against the Monte Carlo engine with exact Jacobians at width 100, alpha = 1, 10 / 20 / 50 blocks. The
+/// infinite-width closed form says -1.53 / -3.39 / -8.99 and is beside the point at this width. Bias bound
+/// 0.06: the largest gap between the chain and independent numpy measurements at alpha = 1 (widths 100-400,
+/// 10-50 blocks) was 0.053 +- 0.012, the chain always below (theory/finite-width.md section 9). Three
+/// comparisons at 1e-4 false alarm each. At alpha = 0.5 the chain is 0.08-0.09 too low at 20 and 50 blocks:
+/// a finding stated in the note, outside this bound, so not asserted here.
+#[test]
+fn radial_chain_matches_relu_ended_resnets() {
+    let z = z_for_false_alarm(1e-4);
+    for (blocks, seed) in [(10, 11), (20, 12), (50, 13)] {
+        let nw = relu_ended_resnet(100, blocks, 1.0);
+        let law = gradscale::theory::radial::predict_radial(&nw).expect("relu-ended resnet");
+        let mf = predict(&nw, &MfOptions::default()).unwrap();
+        assert!((law.infinite[0] - mf.layers[0].log_gsc_to_output).abs() < 1e-9);
+        let m = mc(&nw, 200, seed);
+        let got = &m.layers[0].log_gsc_to_output;
+        let tol = z * got.stderr + 0.06;
+        assert!(
+            (law.finite[0] - got.mean).abs() < tol,
+            "{blocks} blocks: chain {:.3}, measured {:.3} +- {:.3} (infinite width {:.3})",
+            law.finite[0],
+            got.mean,
+            got.stderr,
+            law.infinite[0]
+        );
+        // The exact floor: every network, not only the mean.
+        assert!(m.log_gsc_total.iter().all(|&x| x >= law.lower_bound - 1e-9));
+    }
+}

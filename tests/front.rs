@@ -537,3 +537,261 @@ fn defaults_that_work() {
         assert!(out.contains(&format!("  {c} ")), "help does not list {c}");
     }
 }
+
+#[test]
+fn check_below_min_samples_is_inconclusive() {
+    // Two samples: the standard error has one degree of freedom, so no row may read agree or disagree.
+    let args = [
+        "check",
+        "--act",
+        "tanh",
+        "--width",
+        "20",
+        "--depth",
+        "6",
+        "--no-finite",
+        "--json",
+    ];
+    let json = |samples: &str| -> Value {
+        let mut a = args.to_vec();
+        a.extend(["--samples", samples]);
+        let (code, out, err) = run(&a);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str(&out).expect("json")
+    };
+    let v = json("2");
+    let n = v["report"]["comparisons"].as_array().unwrap().len();
+    assert_eq!(v["report"]["inconclusive"].as_u64(), Some(n as u64), "{v}");
+    assert_eq!(v["report"]["policy"]["min_samples"].as_u64(), Some(10));
+    // At the minimum the rows get verdicts again.
+    let v = json("10");
+    assert_eq!(v["report"]["inconclusive"].as_u64(), Some(0), "{v}");
+    let (_, out, _) = run(&args[..args.len() - 1]
+        .iter()
+        .copied()
+        .chain(["--samples", "2"])
+        .collect::<Vec<_>>());
+    assert!(out.contains("below the minimum of 10"), "{out}");
+}
+
+#[test]
+fn arch_file_init_schemes() {
+    use gradscale::arch::from_toml_str;
+    let dense_of = |net: &Network, l: usize, k: usize| match &net.layers[l].ops[k] {
+        Op::Dense(d) => *d,
+        Op::Residual(r) => match &r.branch[0] {
+            Op::Dense(d) => *d,
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    };
+    // File-level Xavier: the first copy of the repeated layer has fan_in 50, the others 100.
+    let text = r#"init = "xavier"
+[input]
+width = 50
+[[layers]]
+repeat = 3
+ops = [{ dense = { width = 100 } }, { act = "tanh" }]
+[[layers]]
+ops = [{ dense = { width = 100, init = "pytorch-default" } }, { act = "relu" }]
+[[layers]]
+ops = [{ residual = { branch = [{ dense = { width = 100, init = "kaiming" } }, { act = "relu" }, { dense = { width = 100, init = "gaussian", sigma_w2 = 0.5 } }] } }]
+"#;
+    let net = from_toml_str(text, "x.toml").expect("valid file");
+    let d0 = dense_of(&net, 0, 0);
+    assert!((d0.sigma_w2 - 2.0 * 50.0 / 150.0).abs() < 1e-15, "{d0:?}");
+    assert_eq!(d0.init, Init::Gaussian);
+    assert_eq!(dense_of(&net, 1, 0).sigma_w2, 1.0);
+    assert_eq!(dense_of(&net, 2, 0).sigma_w2, 1.0);
+    let p = dense_of(&net, 3, 0);
+    assert_eq!(
+        (p.sigma_w2, p.sigma_b2, p.init),
+        (1.0 / 3.0, 1.0 / 300.0, Init::Uniform)
+    );
+    assert_eq!(dense_of(&net, 4, 0).sigma_w2, 2.0);
+    match &net.layers[4].ops[0] {
+        Op::Residual(r) => match r.branch[2] {
+            Op::Dense(d) => assert_eq!(d.sigma_w2, 0.5),
+            ref o => panic!("{o:?}"),
+        },
+        o => panic!("{o:?}"),
+    }
+    // A scheme that fixes sigma_w2 next to a given sigma_w2 names the op's path.
+    let err = from_toml_str(
+        "[input]\nwidth = 10\n[[layers]]\nops = [{ dense = { width = 10, init = \"he\", sigma_w2 = 1.0 } }, { act = \"relu\" }]\n",
+        "c.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("c.toml")
+            && err.contains("layers[0].ops[0].dense")
+            && err.contains("sigma_w2"),
+        "{err}"
+    );
+    // An unknown scheme: file, line, TOML path, the accepted names, exit code 2 and nothing on stdout.
+    let dir = std::env::temp_dir().join(format!("gradscale-init-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("net.toml");
+    std::fs::write(
+        &f,
+        "[input]\nwidth = 10\n\n[[layers]]\nops = [{ dense = { width = 10, init = \"xavir\" } }, { act = \"tanh\" }]\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["predict", "--arch", f.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty());
+    assert!(
+        err.contains("net.toml")
+            && err.contains("line 5")
+            && err.contains("layers[0].ops[0].dense.init")
+            && err.contains("unknown init `xavir`")
+            && err.contains("pytorch-default"),
+        "{err}"
+    );
+    eprintln!("{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Rows of a figure CSV as (series, kind, x, y).
+fn csv_rows(path: &std::path::Path) -> Vec<(String, String, f64, f64)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("series,"))
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (
+                f[0].to_string(),
+                f[1].to_string(),
+                f[2].parse().unwrap(),
+                f[3].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn plot_arch_draws_gsc_against_layers_to_the_output() {
+    let dir = std::env::temp_dir().join(format!("gradscale-plot-arch-{}", std::process::id()));
+    let out = dir.to_str().unwrap();
+    for (file, dense) in [("plain-tanh", 50), ("resnet-plain-tanh", 50)] {
+        let arch = format!("{}/examples/{file}.toml", env!("CARGO_MANIFEST_DIR"));
+        let (code, stdout, err) = run(&["plot", "--arch", &arch, "--quick", "--out", out]);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            stdout.contains(&format!("{file}-gsc-depth.png")),
+            "{stdout}"
+        );
+        let rows = csv_rows(&dir.join(format!("{file}-gsc-depth.csv")));
+        let line: Vec<_> = rows.iter().filter(|r| r.1 == "theory").collect();
+        let pts: Vec<_> = rows.iter().filter(|r| r.1 == "monte-carlo").collect();
+        // x counts dense layers to the output: GSC(L, L) = 1 at x = 0, GSC(L, 0) at x = 50 (also for the
+        // ResNet, whose 25 blocks hold two dense layers each).
+        let net = gradscale::arch::load_file(std::path::Path::new(&arch)).unwrap();
+        let p = predict(&net, &MfOptions::default()).unwrap();
+        let at = |x: f64| line.iter().find(|r| r.2 == x).expect("x on the line").3;
+        assert_eq!(at(0.0), 1.0);
+        let total = p.layers[0].log_gsc_to_output.exp();
+        assert!(
+            (at(dense as f64) - total).abs() < 1e-12 * total,
+            "{}",
+            at(50.0)
+        );
+        assert_eq!(line.len(), net.depth() + 1);
+        assert!(total > 1.1, "tanh grows: {total}");
+        // Points at both ends (their agreement with the line is `check`'s job, at proper sample counts).
+        assert!(pts.iter().any(|r| r.2 == 0.0) && pts.iter().any(|r| r.2 == dense as f64));
+    }
+    // Only per-layer figures take --arch; one line, exit 2, nothing on stdout.
+    let arch = format!("{}/examples/plain-tanh.toml", env!("CARGO_MANIFEST_DIR"));
+    let (code, stdout, err) = run(&["plot", "phase", "--arch", &arch, "--out", out]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        stdout.is_empty() && err.contains("gsc-depth") && err.lines().count() == 1,
+        "{err}"
+    );
+    // Written atomically: no temporary files left beside the figures.
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("partial"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn diagnose_given_network_shows_measured_next_to_closed_form() {
+    use gradscale::montecarlo::{draw_params, sample_rng};
+    let dir = std::env::temp_dir().join(format!("gradscale-diag-w-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let w = dir.join("net.safetensors");
+    let net = Network::mlp_init(20, &[20; 6], TANH, InitScheme::Gaussian, Some(1.5), 0.0).unwrap();
+    let params = draw_params(&net, &mut sample_rng(7, 0));
+    gradscale::checkpoint::save_params_file(
+        &net,
+        &Default::default(),
+        &params,
+        &w,
+        &Default::default(),
+    )
+    .unwrap();
+    let ws = w.to_str().unwrap();
+    let flags = [
+        "--act",
+        "tanh",
+        "--width",
+        "20",
+        "--depth",
+        "6",
+        "--sigma-w2",
+        "1.5",
+        "--weights",
+        ws,
+        "--samples",
+        "40",
+    ];
+    let mut a = vec!["diagnose"];
+    a.extend(flags);
+    a.push("--json");
+    let (code, out, err) = run(&a);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let g = &v["given_network"];
+    let rows = g["layers"].as_array().unwrap();
+    assert_eq!(rows.len(), 7);
+    // The closed-form column is the architecture's prediction, the measured one is `simulate --weights`.
+    let p = predict(&net, &MfOptions::default()).unwrap();
+    let mut s = vec!["simulate"];
+    s.extend(flags);
+    s.push("--json");
+    let (_, sim, _) = run(&s);
+    let sim: Value = serde_json::from_str(&sim).unwrap();
+    for (l, r) in rows.iter().enumerate() {
+        assert_eq!(
+            r["closed_form_initial"].as_f64().unwrap(),
+            p.layers[l].log_gsc_to_output
+        );
+        assert_eq!(
+            r["measured"]["mean"],
+            sim["layers"][l]["log_gsc_to_output"]["mean"]
+        );
+    }
+    assert_eq!(g["inputs"].as_u64(), Some(40));
+    // The table says which column is which.
+    a.pop();
+    let (code, out, _) = run(&a);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("given network") && out.contains("closed form") && out.contains("measured")
+    );
+    // Monte Carlo flags without --weights would be dropped: an error naming the flag instead.
+    let (code, out, err) = run(&["diagnose", "--act", "tanh", "--samples", "5"]);
+    assert_eq!(code, 2);
+    assert!(
+        out.is_empty() && err.contains("--samples") && err.contains("--weights"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

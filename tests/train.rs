@@ -365,3 +365,164 @@ fn training_is_thread_count_independent() {
         .collect();
     assert_eq!(fa, fb);
 }
+
+/// Step 0 of a run against the closed form of its initial distribution (verify::step0): each digits
+/// example family agrees on digits at the stated family-wise false-alarm rate (1e-3 per network), and a
+/// tanh network compared with the closed form of a different sigma_w^2 is reported as disagreeing.
+#[test]
+fn step0_gsc_agrees_with_the_closed_form_for_the_digits_families() {
+    use gradscale::verify::step0::{check_step0, Step0Options};
+    let prep = digits();
+    let cfg = TrainConfig {
+        gsc_rows: 32,
+        ..digits_cfg(1)
+    };
+    let opts = Step0Options::default();
+    let step0 = |n: Network| {
+        let mut t = Trainer::new(n, cfg.clone(), &prep.train).unwrap();
+        t.log_step0(&prep.train).unwrap();
+        let rows = train::gsc_rows(&t.net, &prep.train, cfg.gsc_rows)
+            .unwrap()
+            .to_vec();
+        (t.log.gsc[0].clone(), rows)
+    };
+    for fam in [
+        "digits-plain-relu",
+        "digits-batch-tanh",
+        "digits-resnet-batch-relu",
+        "digits-resnet-layer-relu",
+    ] {
+        let n = gradscale::arch::load_file(std::path::Path::new(&format!(
+            "{}/examples/{fam}.toml",
+            env!("CARGO_MANIFEST_DIR")
+        )))
+        .unwrap();
+        let (g, rows) = step0(n.clone());
+        let r = check_step0(&n, &rows, &g, &opts).unwrap();
+        for c in &r.comparisons {
+            eprintln!(
+                "{fam} {} l={} pred {:.4} meas {:.4} se {:.4} sd {:.4} tol {:.4} {}",
+                c.quantity,
+                c.layer,
+                c.predicted,
+                c.measured,
+                c.se_rows,
+                c.sd_networks,
+                c.tolerance,
+                c.verdict
+            );
+        }
+        assert_eq!(
+            (r.disagree, r.inconclusive),
+            (0, 0),
+            "{fam}: {}",
+            r.disagreements()
+        );
+        assert_eq!(r.comparisons.len(), 2 * n.depth());
+    }
+    // The same tanh network against the closed form of sigma_w^2 = 8 instead of 1 (deep in the chaotic phase).
+    let measured = train::mlp_classifier(64, 64, 5, 10, Nonlinearity::Tanh, 1.0, 0.0).unwrap();
+    let wrong = train::mlp_classifier(64, 64, 5, 10, Nonlinearity::Tanh, 8.0, 0.0).unwrap();
+    let (g, rows) = step0(measured.clone());
+    let ok = check_step0(&measured, &rows, &g, &opts).unwrap();
+    assert_eq!(ok.disagree, 0, "{}", ok.disagreements());
+    let bad = check_step0(&wrong, &rows, &g, &opts).unwrap();
+    eprintln!("wrong sigma_w^2: {}", bad.disagreements());
+    // One network cannot resolve much more: the across-network spread dominates the tolerance.
+    assert!(bad.disagree >= 1, "{}", bad.disagreements());
+}
+
+/// Batch norm keeps running statistics in training (momentum 0.1, unbiased variance, as PyTorch) and
+/// evaluation uses them; a checkpoint round trip keeps them. Layer 1 is frozen (learning-rate multiplier 0)
+/// so that both full-batch steps see the same pre-norm values h = W1 x + b1, known by hand.
+#[test]
+fn batch_norm_running_statistics_are_kept_and_used_in_evaluation() {
+    use gradscale::checkpoint::{self, SafeTensors};
+    let n = net(
+        vec![vec![dense(3), Op::BatchNorm { eps: 1e-5 }], vec![dense(2)]],
+        4,
+        2,
+    );
+    let x: Vec<Vec<f64>> = (0..6)
+        .map(|r| {
+            (0..4)
+                .map(|i| ((r * 7 + i * 3) % 5) as f64 - 1.7 + 0.1 * r as f64)
+                .collect()
+        })
+        .collect();
+    let d = Dataset {
+        name: "bn".into(),
+        x: x.clone(),
+        y: vec![0, 1, 0, 1, 1, 0],
+        classes: 2,
+    };
+    let cfg = TrainConfig {
+        lr: 0.1,
+        lr_layer: vec![(1, 0.0)],
+        epochs: 2,
+        batch_size: 6,
+        seed: 3,
+        gsc_rows: 2,
+        ..Default::default()
+    };
+    let mut t = Trainer::new(n.clone(), cfg, &d).unwrap();
+    t.run(&d, None, &mut |_, _| {}, &mut |_| Ok(())).unwrap();
+    assert_eq!(t.state.step, 2);
+    let OpParams::Dense { w: w1, b: b1 } = &t.params[0][0] else {
+        panic!()
+    };
+    // Debug prints each f64 in its shortest round-trip form, so equal text is equal bits.
+    assert_eq!(
+        format!("{:?}", t.params[0][0]),
+        format!("{:?}", t.init[0][0]),
+        "layer 1 is frozen"
+    );
+    let xm = DMatrix::from_fn(4, 6, |i, b| x[b][i]);
+    let h = w1 * &xm + b1 * DMatrix::from_element(1, 6, 1.0);
+    let OpParams::Norm {
+        running_mean: Some(rm),
+        running_var: Some(rv),
+        scale,
+        shift,
+    } = &t.params[0][1]
+    else {
+        panic!()
+    };
+    for i in 0..3 {
+        let r = h.row(i);
+        let m = r.sum() / 6.0;
+        let v = r.iter().map(|a| (a - m).powi(2)).sum::<f64>() / 5.0;
+        // Two updates from (0, 1): 0.9 (0.9 * 0 + 0.1 m) + 0.1 m and likewise from 1 for the variance.
+        assert!((rm[i] - 0.19 * m).abs() < 1e-13, "{} {}", rm[i], 0.19 * m);
+        assert!(
+            (rv[i] - (0.81 + 0.19 * v)).abs() < 1e-13,
+            "{} {}",
+            rv[i],
+            0.81 + 0.19 * v
+        );
+    }
+    let OpParams::Dense { w: w2, b: b2 } = &t.params[1][0] else {
+        panic!()
+    };
+    let mut z = h.clone();
+    for mut col in z.column_iter_mut() {
+        for i in 0..3 {
+            col[i] = scale[i] * (col[i] - rm[i]) / (rv[i] + 1e-5).sqrt() + shift[i];
+        }
+    }
+    let want = w2 * z + b2 * DMatrix::from_element(1, 6, 1.0);
+    let got = train::forward_eval(&t.net, &t.params, &xm);
+    assert!((&got - &want).amax() < 1e-12, "{got} {want}");
+    // Evaluation is per example: one column alone gives the same output.
+    let one = train::forward_eval(&t.net, &t.params, &xm.columns(2, 1).into_owned());
+    assert!((one.column(0) - got.column(2)).amax() < 1e-12);
+    let names = checkpoint::explicit_names(&t.net);
+    let bytes = checkpoint::serialize(
+        &checkpoint::to_tensors(&t.net, &names, &t.params),
+        &Default::default(),
+    );
+    let back = checkpoint::load_params(&t.net, &names, &SafeTensors::parse(bytes, "mem").unwrap())
+        .unwrap();
+    assert_eq!(format!("{back:?}"), format!("{:?}", t.params));
+    assert_eq!(train::forward_eval(&t.net, &back, &xm), got);
+}

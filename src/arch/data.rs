@@ -25,12 +25,18 @@ fn file_err(path: &str, message: impl Into<String>) -> Error {
 
 impl InputData {
     pub fn load(path: &std::path::Path) -> Result<InputData> {
+        Self::load_with_header(path, None)
+    }
+
+    /// As `load`; for a CSV, `header` Some(true) skips the first row, Some(false) reads it as data, None
+    /// detects it (a first row none of whose cells is a number is a header).
+    pub fn load_with_header(path: &std::path::Path, header: Option<bool>) -> Result<InputData> {
         let p = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|e| file_err(&p, e.to_string()))?;
         let vectors = if bytes.starts_with(b"\x93NUMPY") {
             parse_npy(&bytes, &p)?
         } else {
-            parse_csv(&String::from_utf8_lossy(&bytes), &p)?
+            parse_csv(&String::from_utf8_lossy(&bytes), &p, header)?
         };
         let d = InputData { path: p, vectors };
         d.check()?;
@@ -107,7 +113,7 @@ impl InputData {
 /// One vector per line. Cells are separated by commas, semicolons or tabs (or, when a line has none of
 /// those, by spaces). A first line none of whose cells is a number is a header and skipped. An empty cell,
 /// a text cell or a line with another number of cells than the first is an error naming line and column.
-fn parse_csv(text: &str, path: &str) -> Result<Vec<Vec<f64>>> {
+fn parse_csv(text: &str, path: &str, header: Option<bool>) -> Result<Vec<Vec<f64>>> {
     let mut out = Vec::new();
     let mut width: Option<usize> = None;
     let mut first = true;
@@ -124,7 +130,9 @@ fn parse_csv(text: &str, path: &str) -> Result<Vec<Vec<f64>>> {
         };
         if first {
             first = false;
-            if cells.iter().all(|c| c.parse::<f64>().is_err()) {
+            let is_header =
+                header.unwrap_or_else(|| cells.iter().all(|c| c.parse::<f64>().is_err()));
+            if is_header {
                 continue;
             }
         }

@@ -9,7 +9,7 @@
 //! deserialising (the `file_*` validators in `arch/mod.rs`), where the parser still knows the span.
 
 use super::names::{self, ParamNames};
-use super::{Layer, MlpSpec, Network, Op};
+use super::{InitScheme, Layer, MlpSpec, Network, Op};
 use crate::error::{Error, Result};
 use serde::Deserialize;
 
@@ -43,7 +43,121 @@ struct FileNetwork {
     #[allow(dead_code)]
     name: Option<String>,
     input: super::InputModel,
+    /// A framework scheme for every dense op that does not name its own `init`.
+    #[serde(default, deserialize_with = "file_scheme_opt")]
+    init: Option<InitScheme>,
     layers: Vec<FileLayer>,
+}
+
+fn file_scheme_opt<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<InitScheme>, D::Error> {
+    super::file_scheme(d).map(Some)
+}
+
+/// What the file itself says about one op's initialisation (serde has already filled in the rest): the
+/// scheme it names, and whether it gives the variances a scheme may fix.
+enum OpInit {
+    Other,
+    Dense {
+        scheme: Option<InitScheme>,
+        sigma_w2: bool,
+        sigma_b2: bool,
+    },
+    Residual(Vec<OpInit>),
+}
+
+fn op_inits(ops: &[toml::Value]) -> Vec<OpInit> {
+    ops.iter()
+        .map(|op| {
+            if let Some(d) = op.get("dense") {
+                OpInit::Dense {
+                    scheme: d
+                        .get("init")
+                        .and_then(|v| v.as_str())
+                        .and_then(|v| v.parse().ok()),
+                    sigma_w2: d.get("sigma_w2").is_some(),
+                    sigma_b2: d.get("sigma_b2").is_some(),
+                }
+            } else if let Some(toml::Value::Array(b)) =
+                op.get("residual").and_then(|r| r.get("branch"))
+            {
+                OpInit::Residual(op_inits(b))
+            } else {
+                OpInit::Other
+            }
+        })
+        .collect()
+}
+
+/// Sets the variances a named scheme fixes (from each dense op's fans, as `--init` does) and the file-level
+/// scheme's distribution on dense ops without their own `init`. A scheme that fixes a variance the op also
+/// gives is an error naming the op's TOML path.
+fn apply_schemes(
+    ops: &mut [Op],
+    inits: &[OpInit],
+    file_scheme: Option<InitScheme>,
+    fan_in: &mut usize,
+    at: &str,
+    path: &str,
+) -> Result<()> {
+    for (k, (op, init)) in ops.iter_mut().zip(inits).enumerate() {
+        match (op, init) {
+            (
+                Op::Dense(d),
+                OpInit::Dense {
+                    scheme,
+                    sigma_w2,
+                    sigma_b2,
+                },
+            ) => {
+                let here = format!("{at}[{k}].dense");
+                if let Some(s) = scheme.or(file_scheme) {
+                    let from = if scheme.is_some() {
+                        format!("init = \"{}\"", s.name())
+                    } else {
+                        format!("the file's init = \"{}\"", s.name())
+                    };
+                    let conflict = |key: &str| {
+                        Error::File {
+                        path: path.to_string(),
+                        message: format!(
+                            "at `{here}`: `{key}` and {from} both set it: give one (init = \"gaussian\" or \"uniform\" keeps a given {key})"
+                        ),
+                    }
+                    };
+                    d.init = s.distribution();
+                    if s.fixes_scale() {
+                        if *sigma_w2 {
+                            return Err(conflict("sigma_w2"));
+                        }
+                        d.sigma_w2 = s.sigma_w2(*fan_in, d.width).unwrap_or(d.sigma_w2);
+                    }
+                    if s.fixes_bias() {
+                        if *sigma_b2 {
+                            return Err(conflict("sigma_b2"));
+                        }
+                        d.sigma_b2 = s.sigma_b2(*fan_in).unwrap_or(d.sigma_b2);
+                    }
+                }
+                *fan_in = d.width;
+            }
+            (Op::Residual(r), OpInit::Residual(b)) => {
+                // The branch starts from the block's input; the skip keeps that width.
+                let mut f = *fan_in;
+                apply_schemes(
+                    &mut r.branch,
+                    b,
+                    file_scheme,
+                    &mut f,
+                    &format!("{at}[{k}].residual.branch"),
+                    path,
+                )?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// 1-based (line, column) of a byte offset.
@@ -173,10 +287,27 @@ pub fn from_toml_str_named(text: &str, path: &str) -> Result<(Network, ParamName
             .map_err(|e| located(text, path, e.path().to_string(), e.into_inner()))?
     };
     let mut layers = Vec::new();
-    for mut l in f.layers {
-        fill_default_sigma_w2(&mut l.ops);
+    let mut fan_in = f.input.width;
+    for (i, l) in f.layers.into_iter().enumerate() {
+        let inits = original
+            .get("layers")
+            .and_then(|ls| ls.get(i))
+            .and_then(|l| l.get("ops"))
+            .and_then(|o| o.as_array())
+            .map_or_else(Vec::new, |o| op_inits(o));
         for _ in 0..l.repeat {
-            layers.push(Layer { ops: l.ops.clone() });
+            // Per repeat: a scheme's sigma_w^2 depends on the fans, which differ for the first copy.
+            let mut ops = l.ops.clone();
+            apply_schemes(
+                &mut ops,
+                &inits,
+                f.init,
+                &mut fan_in,
+                &format!("layers[{i}].ops"),
+                path,
+            )?;
+            fill_default_sigma_w2(&mut ops);
+            layers.push(Layer { ops });
         }
     }
     let mut input = f.input;

@@ -54,7 +54,9 @@ pub struct Dense {
     pub sigma_w2: f64,
     #[serde(default, deserialize_with = "file_nonneg")]
     pub sigma_b2: f64,
-    #[serde(default)]
+    /// In a file it may also name a framework scheme (`he`, `xavier`, ...): the distribution is taken here,
+    /// the variances it fixes are set by `file.rs`, which knows the fans.
+    #[serde(default, deserialize_with = "file_init")]
     pub init: Init,
 }
 
@@ -77,6 +79,19 @@ fn checked<'de, D: serde::Deserializer<'de>, T: Deserialize<'de> + std::fmt::Dis
             "{v} is not accepted (expected {accepted})"
         )))
     }
+}
+
+/// A scheme name (any of `--init`'s, aliases included) read from a file.
+pub(crate) fn file_scheme<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<InitScheme, D::Error> {
+    let v = String::deserialize(d)?;
+    v.parse::<InitScheme>()
+        .map_err(|e| serde::de::Error::custom(format!("unknown init `{v}` ({e})")))
+}
+
+fn file_init<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Init, D::Error> {
+    file_scheme(d).map(InitScheme::distribution)
 }
 
 fn file_width<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<usize, D::Error> {

@@ -113,6 +113,12 @@ pub struct NetArgs {
     /// Real input vectors (CSV, one per line, or a 2-D float .npy, one per row): a random batch of them replaces the Gaussian inputs; the closed form uses their mean square and mean pairwise cosine. The input width becomes their dimension (with --arch: must equal the file's input width; replaces the file's input model, said on stderr).
     #[arg(long = "input-file")]
     pub input_file: Option<PathBuf>,
+    /// CSV --input-file: the first row is a header (default: detected, a first row none of whose cells is a number is a header).
+    #[arg(long, conflicts_with = "no_header")]
+    pub header: bool,
+    /// CSV --input-file: the first row is data (an error names it if it is not numeric).
+    #[arg(long = "no-header")]
+    pub no_header: bool,
     /// Architecture file (TOML; format in theory/architecture-files.md, examples in examples/). Replaces the network flags
     /// --act/--width/--widths/--depth/--sigma-w2/--sigma-b2/--input-correlation/--init (giving one of them too is an error);
     /// --batch and --input-file are applied to it.
@@ -121,6 +127,16 @@ pub struct NetArgs {
 }
 
 impl NetArgs {
+    fn csv_header(&self) -> Option<bool> {
+        if self.header {
+            Some(true)
+        } else if self.no_header {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
     pub fn network(&self) -> Result<Network> {
         self.network_with_batch(1)
     }
@@ -142,7 +158,8 @@ impl NetArgs {
         if let Some(path) = &self.arch {
             let (mut net, names) = gradscale::arch::load_file_named(path)?;
             if let Some(data_path) = &self.input_file {
-                let data = gradscale::arch::InputData::load(data_path)?;
+                let data =
+                    gradscale::arch::InputData::load_with_header(data_path, self.csv_header())?;
                 if data.dim() != net.input.width {
                     return Err(gradscale::Error::Architecture(format!(
                         "--input-file {} has dimension {}, the input width of --arch {} is {}",
@@ -182,7 +199,10 @@ impl NetArgs {
             )));
         }
         let data = match &self.input_file {
-            Some(path) => Some(gradscale::arch::InputData::load(path)?),
+            Some(path) => Some(gradscale::arch::InputData::load_with_header(
+                path,
+                self.csv_header(),
+            )?),
             None => None,
         };
         let (n0, hidden): (usize, Vec<usize>) = match &self.widths {

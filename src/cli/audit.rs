@@ -161,7 +161,10 @@ pub fn run(a: &Args) -> Result<String> {
         .then(|| relative_dir(&a.out, Path::new(".")))
         .flatten();
     write_atomic(&md, &report.to_markdown_linked(&figures, prefix.as_deref()))?;
-    let json = serde_json::to_string_pretty(&report).expect("json");
+    let mut v = serde_json::to_value(&report).expect("json");
+    v["schema"] = "gradscale.audit/1".into();
+    v["command"] = "audit".into();
+    let json = serde_json::to_string_pretty(&v).expect("json");
     write_atomic(&js, &json)?;
     let fail_on = match a.fail_on {
         FailOnArg::Broken => FailOn::Broken,

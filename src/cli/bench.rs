@@ -57,6 +57,37 @@ pub fn run(a: &Args) -> Result<String> {
             bench::run_case(c, peak_n.gflops, fma_n.gflops)
         })??);
     }
+    // Training: one epoch of a depth-50, width-100 ReLU MLP, batch 128, on digits and Fashion-MNIST.
+    let mut notes = Vec::new();
+    if !a.grid_only {
+        for name in ["digits", "fashion-mnist"] {
+            let prep = match gradscale::data::prepare(
+                name,
+                None,
+                &Default::default(),
+                gradscale::data::Split::Fixed,
+                gradscale::data::Standardize::Global,
+            ) {
+                Ok(p) => p,
+                Err(e) => {
+                    notes.push(format!("train on {name}: not installed ({e})"));
+                    continue;
+                }
+            };
+            let repeats = if prep.train.len() > 10_000 { 1 } else { 3 };
+            results.push(bench::in_pool(threads, || {
+                bench::train_case(
+                    &format!("train epoch {name} d50 w100 b128"),
+                    &prep.train,
+                    50,
+                    100,
+                    128,
+                    repeats,
+                    (peak_n.gflops, fma_n.gflops),
+                )
+            })??);
+        }
+    }
     results.push(grid);
     let sweeps = if a.sweep {
         Some(bench::in_pool(threads, bench::scaling_sweeps)??)
@@ -65,25 +96,31 @@ pub fn run(a: &Args) -> Result<String> {
     };
     if a.json {
         let v = json!({
+            "schema": "gradscale.bench/1",
             "command": "bench",
             "threads": threads,
             "peak": [peak1, peak_n],
             "fma_peak": [fma1, fma_n],
             "cases": results,
             "sweeps": sweeps,
+            "notes": notes,
         });
         return Ok(format!(
             "{}\n",
             serde_json::to_string_pretty(&v).expect("json")
         ));
     }
-    Ok(table(
+    let mut s = table(
         threads,
         &[peak1, peak_n],
         &[fma1, fma_n],
         &results,
         sweeps.as_deref(),
-    ))
+    );
+    for n in notes {
+        let _ = writeln!(s, "note: {n}");
+    }
+    Ok(s)
 }
 
 fn table(

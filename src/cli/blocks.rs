@@ -46,6 +46,7 @@ pub fn run(a: &Args) -> Result<String> {
     };
     if a.json {
         let v = json!({
+            "schema": "gradscale.blocks/1",
             "command": "blocks",
             "network": net,
             "samples": mc.samples,

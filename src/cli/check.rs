@@ -46,6 +46,7 @@ pub fn run(a: &Args) -> Result<String> {
         .map(|f| check_finite(f, &m, policy.family_alpha));
     if a.json {
         let v = json!({
+            "schema": "gradscale.check/1",
             "command": "check",
             "network": net,
             "samples": m.samples,
@@ -97,6 +98,15 @@ pub fn run(a: &Args) -> Result<String> {
     );
     for n in &p.notes {
         let _ = writeln!(s, "note: {n}");
+    }
+    if m.samples.saturating_sub(m.degenerate + m.overflow) < policy.min_samples {
+        let _ = writeln!(
+            s,
+            "note: {} usable samples, below the minimum of {} for a verdict (the standard error is estimated too poorly): every row is inconclusive; use --samples {} or more",
+            m.samples.saturating_sub(m.degenerate + m.overflow),
+            policy.min_samples,
+            policy.min_samples
+        );
     }
     let heavy = r
         .comparisons

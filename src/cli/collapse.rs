@@ -57,7 +57,7 @@ pub fn run(a: &Args) -> Result<String> {
     };
     let c = check_collapse(&p, &m, 1e-3);
     if a.json {
-        let v = json!({"command": "collapse", "network": net, "predicted": p, "measured": m, "check": c});
+        let v = json!({"schema": "gradscale.collapse/1", "command": "collapse", "network": net, "predicted": p, "measured": m, "check": c});
         return Ok(format!(
             "{}\n",
             serde_json::to_string_pretty(&v).expect("json")

@@ -1,4 +1,4 @@
-use super::{fmt, NetArgs};
+use super::{fmt, McArgs, NetArgs};
 use gradscale::theory::diagnose::{diagnose, DiagnoseOptions, Diagnosis};
 use gradscale::Result;
 use std::fmt::Write;
@@ -19,10 +19,56 @@ pub struct Args {
     /// Print one JSON object (schema "gradscale.diagnose/1") instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// A given network (--weights, with its inputs from --input-file or the architecture file's data, else
+    /// Gaussian draws): its measured per-layer GSC profile is shown next to the closed form of the initial
+    /// distribution. The other Monte Carlo flags apply only with --weights.
+    #[command(flatten)]
+    pub mc: McArgs,
+}
+
+/// The given network's measured ln GSC(L, l) next to the closed form of its architecture's initial
+/// distribution, per layer.
+struct Given {
+    weights: String,
+    measurement: gradscale::montecarlo::Measurement,
+    predicted: Vec<f64>,
+}
+
+fn given(
+    a: &Args,
+    net: &gradscale::Network,
+    names: &gradscale::arch::ParamNames,
+) -> Result<Option<Given>> {
+    let Some(w) = &a.mc.weights else {
+        // Monte Carlo flags without a network to measure would be silently dropped.
+        for (flag, set) in [
+            ("--samples", a.mc.samples.is_some()),
+            ("--probes", a.mc.probes.is_some()),
+            ("--threads", a.mc.threads.is_some()),
+            ("--seed", a.mc.seed != 0),
+        ] {
+            if set {
+                return Err(gradscale::Error::param(
+                    flag,
+                    "given without --weights",
+                    "--weights FILE: diagnose measures only a given network; without one it uses the closed forms",
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    let m = super::simulate::measure_given(net, names, &a.mc, w)?;
+    let p = gradscale::theory::predict(net, &gradscale::theory::MfOptions::default())?;
+    Ok(Some(Given {
+        weights: w.display().to_string(),
+        measurement: m,
+        predicted: p.layers.iter().map(|l| l.log_gsc_to_output).collect(),
+    }))
 }
 
 pub fn run(a: &Args) -> Result<String> {
-    let net = a.net.network()?;
+    let (net, names) = a.net.network_named()?;
+    let g = given(a, &net, &names)?;
     let d = diagnose(
         &net,
         &DiagnoseOptions {
@@ -36,12 +82,76 @@ pub fn run(a: &Args) -> Result<String> {
         let mut v = serde_json::to_value(&d).expect("json");
         v["command"] = "diagnose".into();
         v["network"] = serde_json::to_value(&net).expect("json");
+        if let Some(g) = &g {
+            let m = &g.measurement;
+            let layers: Vec<_> = m
+                .layers
+                .iter()
+                .zip(&g.predicted)
+                .map(|(l, p)| {
+                    let s = &l.log_gsc_to_output;
+                    serde_json::json!({
+                        "layer": l.index,
+                        "closed_form_initial": p,
+                        "measured": {"mean": s.mean, "stderr": s.stderr, "n": s.n},
+                    })
+                })
+                .collect();
+            v["given_network"] = serde_json::json!({
+                "weights": g.weights,
+                "inputs": m.samples,
+                "degenerate": m.degenerate,
+                "seed": m.seed,
+                "quantity": "ln GSC(L, l)",
+                "layers": layers,
+            });
+        }
         return Ok(format!(
             "{}\n",
             serde_json::to_string_pretty(&v).expect("json")
         ));
     }
-    Ok(table(&d, a, net.depth()))
+    let mut s = table(&d, a, net.depth());
+    if let Some(g) = &g {
+        given_table(&mut s, g);
+    }
+    Ok(s)
+}
+
+/// Every layer for shallow nets, else about a dozen rows (first and last included); all are in --json.
+fn given_table(s: &mut String, g: &Given) {
+    let m = &g.measurement;
+    let depth = m.layers.len() - 1;
+    let _ = writeln!(
+        s,
+        "given network ({}; {} inputs, {} degenerate, seed {}): the numbers above are the closed forms of its architecture's initial distribution; below, ln GSC(L, l) measured on this network over its inputs next to that closed form",
+        g.weights, m.samples, m.degenerate, m.seed
+    );
+    let _ = writeln!(
+        s,
+        "{:>5} {:>14} {:>14} {:>11}",
+        "l", "closed form", "measured", "se"
+    );
+    let step = depth.div_ceil(12).max(1);
+    for l in (0..=depth).filter(|l| l % step == 0 || *l == depth) {
+        let x = &m.layers[l].log_gsc_to_output;
+        let _ = writeln!(
+            s,
+            "{:>5} {:>14} {:>14} {:>11}",
+            l,
+            fmt(g.predicted[l]),
+            fmt(x.mean),
+            fmt(x.stderr)
+        );
+    }
+    let total = &m.layers[0].log_gsc_to_output;
+    let _ = writeln!(
+        s,
+        "  this network: ln GSC(L,0) = {} +- {} measured, {} in the closed form at initialisation",
+        fmt(total.mean),
+        fmt(total.stderr),
+        fmt(g.predicted[0])
+    );
 }
 
 fn opt(x: Option<f64>) -> String {

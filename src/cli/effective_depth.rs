@@ -33,8 +33,7 @@ pub fn run(a: &Args) -> Result<String> {
     let test = g.test.as_ref().map(|(x, y)| Labelled { x, labels: y });
     let rep = effective_depth(&g.net, &g.init, &g.trained, train, test, a.tau, &g.opts)?;
     if a.given.json {
-        let v =
-            json!({"command": "effective-depth", "data": g.data, "split": g.split, "report": rep});
+        let v = json!({"schema": "gradscale.effective-depth/1", "command": "effective-depth", "data": g.data, "split": g.split, "report": rep});
         return Ok(format!(
             "{}\n",
             serde_json::to_string_pretty(&v).expect("json")

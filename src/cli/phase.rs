@@ -83,6 +83,7 @@ pub fn run(a: &Args) -> Result<String> {
     let pts = phase_grid(a.act, &sw, &sb, &opts);
     if a.json {
         let v = json!({
+            "schema": "gradscale.phase/1",
             "command": "phase",
             "act": a.act.name(),
             "threshold": a.threshold,

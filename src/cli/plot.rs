@@ -1,4 +1,4 @@
-use gradscale::plot::figures::{build, names, FigureOptions};
+use gradscale::plot::figures::{build, gsc_depth_of, names, FigureOptions};
 use gradscale::{Error, Result};
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -22,7 +22,14 @@ pub struct Args {
     /// Print the written files as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Draw the per-layer figure (gsc-depth, the default name here) for this architecture file instead of
+    /// the built-in networks; written as STEM-gsc-depth.
+    #[arg(long)]
+    pub arch: Option<PathBuf>,
 }
+
+/// The per-layer figures that take an architecture file.
+const PER_LAYER: [&str; 1] = ["gsc-depth"];
 
 /// Draws the named figures into `out` and returns (name, files written).
 pub fn draw(
@@ -40,6 +47,38 @@ pub fn draw(
 }
 
 pub fn run(a: &Args) -> Result<String> {
+    if let Some(path) = &a.arch {
+        if a.all {
+            return Err(Error::param(
+                "--all",
+                "with --arch",
+                "one per-layer figure for the architecture (gsc-depth), or --all without --arch",
+            ));
+        }
+        let name = a.name.as_deref().unwrap_or("gsc-depth");
+        if !PER_LAYER.contains(&name) {
+            return Err(Error::param(
+                "plot --arch",
+                name,
+                format!(
+                    "a per-layer figure ({}); the others draw built-in networks",
+                    PER_LAYER.join(", ")
+                ),
+            ));
+        }
+        let net = gradscale::arch::load_file(path)?;
+        let stem = path
+            .file_stem()
+            .map_or_else(|| "arch".to_string(), |s| s.to_string_lossy().into_owned());
+        let o = FigureOptions {
+            seed: a.seed,
+            quick: a.quick,
+        };
+        eprintln!("plot [1/1] {stem}-gsc-depth");
+        let fig = gsc_depth_of(&net, &stem, &o)?;
+        let files = fig.render(&a.out)?;
+        return Ok(report(&[(fig.name.clone(), files)], a.json));
+    }
     let list: Vec<String> = match (&a.name, a.all) {
         (Some(n), false) => vec![n.clone()],
         (None, true) => names().into_iter().map(String::from).collect(),
@@ -67,18 +106,20 @@ pub fn run(a: &Args) -> Result<String> {
             quick: a.quick,
         },
     )?;
-    if a.json {
-        let v: Vec<_> = written
+    Ok(report(&written, a.json))
+}
+
+fn report(written: &[(String, Vec<PathBuf>)], json: bool) -> String {
+    if json {
+        let figures: Vec<_> = written
             .iter()
             .map(|(n, f)| serde_json::json!({"figure": n, "files": f}))
             .collect();
-        return Ok(format!(
-            "{}\n",
-            serde_json::to_string_pretty(&v).expect("json")
-        ));
+        let v = serde_json::json!({"schema": "gradscale.plot/1", "command": "plot", "figures": figures});
+        return format!("{}\n", serde_json::to_string_pretty(&v).expect("json"));
     }
     let mut s = String::new();
-    for (n, files) in &written {
+    for (n, files) in written {
         let _ = writeln!(
             s,
             "{n}: {}",
@@ -89,5 +130,5 @@ pub fn run(a: &Args) -> Result<String> {
                 .join(", ")
         );
     }
-    Ok(s)
+    s
 }

@@ -35,6 +35,12 @@ pub fn run(a: &Args) -> Result<String> {
         },
     )?;
     let fin = a.finite.predict(&net, false)?;
+    // Relu-ended ResNets: the infinite-width number can be below what any width-n network has.
+    let radial = if a.finite.no_finite {
+        None
+    } else {
+        gradscale::theory::radial::predict_radial(&net)
+    };
     if a.json {
         let mut layers = serde_json::to_value(&p.layers).expect("json");
         if let (Some(f), Some(arr)) = (&fin, layers.as_array_mut()) {
@@ -43,6 +49,7 @@ pub fn run(a: &Args) -> Result<String> {
             }
         }
         let v = json!({
+            "schema": "gradscale.predict/1",
             "command": "predict",
             "network": net,
             "layers": layers,
@@ -55,17 +62,36 @@ pub fn run(a: &Args) -> Result<String> {
                 "spectra": f.spectra,
                 "directions": f.directions,
             })),
+            "finite_width_radial": radial.as_ref().map(|r| json!({
+                "method": "radial-bulk-chain",
+                "width": r.width,
+                "log_gsc_to_output": r.finite,
+                "log_gsc_to_output_infinite": r.infinite,
+                "lower_bound": r.lower_bound,
+            })),
         });
         return Ok(format!(
             "{}\n",
             serde_json::to_string_pretty(&v).expect("json")
         ));
     }
-    Ok(table(
+    let mut out = table(
         &p,
         fin.as_ref(),
         if a.summary { None } else { Some(a.every) },
-    ))
+    );
+    if let Some(r) = radial {
+        let _ = writeln!(
+            out,
+            "finite width (radial-bulk chain, theory/finite-width.md section 9): ln GSC(L, 0) = {} at width {} \
+             (infinite width: {}); no bias-free relu network of this width has less than -1/2 ln n = {}",
+            fmt(r.finite[0]),
+            r.width,
+            fmt(r.infinite[0]),
+            fmt(r.lower_bound)
+        );
+    }
+    Ok(out)
 }
 
 /// The table; `every` = None prints the summary lines only, Some(k) every k-th layer (first and last

@@ -114,7 +114,7 @@ pub fn run(a: &Args) -> Result<String> {
     let g = a.given.load()?;
     let rep = residual_decomposition(&g.net, &g.init, &g.trained, &g.train_x, &g.opts)?;
     if a.given.json {
-        let v = json!({"command": "residual", "data": g.data, "split": g.split, "report": rep});
+        let v = json!({"schema": "gradscale.residual/1", "command": "residual", "data": g.data, "split": g.split, "report": rep});
         return Ok(format!(
             "{}\n",
             serde_json::to_string_pretty(&v).expect("json")

@@ -85,7 +85,8 @@ pub fn run(a: &Args) -> Result<String> {
         None => measure(&net, &a.mc)?,
     };
     if a.json {
-        let ms = |s: &gradscale::stats::Summary| json!({"mean": s.mean, "stderr": s.stderr, "median": s.median, "sd": s.sd});
+        // The one statistic object of every --json output: mean, stderr, median, sd, n.
+        let ms = |s: &gradscale::stats::Summary| serde_json::to_value(s).expect("json");
         let layers: Vec<_> = m
             .layers
             .iter()
@@ -101,6 +102,7 @@ pub fn run(a: &Args) -> Result<String> {
             })
             .collect();
         let v = json!({
+            "schema": "gradscale.simulate/1",
             "command": "simulate",
             "network": net,
             "samples": m.samples,

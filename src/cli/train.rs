@@ -4,7 +4,10 @@ use super::args::{nonneg_f64, pos_f64, positive_usize};
 use gradscale::arch::{to_toml_string, Network, ParamNames};
 use gradscale::checkpoint::{self, write_atomic, SafeTensors, Tensor};
 use gradscale::data::{self, CsvOptions, Split, Standardize};
-use gradscale::train::{mlp_classifier, Loss, OptState, Optimizer, TrainConfig, TrainLog, Trainer};
+use gradscale::train::{
+    gsc_rows, mlp_classifier, Loss, OptState, Optimizer, TrainConfig, TrainLog, Trainer,
+};
+use gradscale::verify::step0::{check_step0, Step0Options, Step0Report};
 use gradscale::{Error, Nonlinearity, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -83,8 +86,12 @@ pub struct DataArgs {
     #[arg(long)]
     pub labels: Option<PathBuf>,
     /// CSV: the first row is a header (default: detected, a first row with no number is a header).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_header")]
     pub header: bool,
+    /// CSV: the first row is data (an error names it if it is not numeric).
+    #[arg(long = "no-header")]
+    #[serde(default)]
+    pub no_header: bool,
     /// CSV: the label column, counted from 1 (default: the last).
     #[arg(long = "label-column", value_parser = positive_usize)]
     pub label_column: Option<usize>,
@@ -104,7 +111,13 @@ impl DataArgs {
             &self.data,
             self.labels.as_deref(),
             &CsvOptions {
-                header: self.header.then_some(true),
+                header: if self.header {
+                    Some(true)
+                } else if self.no_header {
+                    Some(false)
+                } else {
+                    None
+                },
                 label_column: self.label_column.map(|c| c - 1),
             },
             match self.split {
@@ -173,6 +186,10 @@ pub struct Args {
     /// Training rows on which ln GSC is measured at steps 0, 1, 10, 100 and each epoch end.
     #[arg(long = "gsc-rows", default_value_t = 32, value_parser = positive_usize)]
     pub gsc_rows: usize,
+    /// Networks sampled from the initial distribution for the step-0 comparison with the closed form
+    /// (their spread is the across-network part of its tolerance).
+    #[arg(long = "check-samples", default_value_t = 200, value_parser = positive_usize)]
+    pub check_samples: usize,
     /// Output directory: init.safetensors, trained.safetensors, arch.toml, log.json, state.safetensors.
     #[arg(long, default_value = "run")]
     pub out: PathBuf,
@@ -187,9 +204,16 @@ pub struct Args {
     pub json: bool,
 }
 
+fn train_schema() -> String {
+    "gradscale.train/1".into()
+}
+
 /// Everything a run needs to be resumed, saved in log.json next to the log itself.
 #[derive(Serialize, Deserialize)]
 struct LogFile {
+    /// "gradscale.train/1"; absent in logs written before the tag existed.
+    #[serde(default = "train_schema")]
+    schema: String,
     command: String,
     data: DataArgs,
     split: String,
@@ -197,7 +221,45 @@ struct LogFile {
     test_rows: Option<usize>,
     classes: usize,
     config: TrainConfig,
+    /// Step 0 against the closed form of the initial distribution, or why there is none.
+    #[serde(default)]
+    step0_check: Step0Check,
     log: TrainLog,
+}
+
+#[derive(Serialize, Deserialize, Clone, Default)]
+struct Step0Check {
+    report: Option<Step0Report>,
+    note: Option<String>,
+}
+
+fn step0(t: &mut Trainer, prep: &data::Prepared, samples: usize) -> Result<Step0Check> {
+    t.log_step0(&prep.train)?;
+    let rows = gsc_rows(&t.net, &prep.train, t.cfg.gsc_rows)?;
+    let opts = Step0Options {
+        samples,
+        seed: t.cfg.seed,
+        ..Step0Options::default()
+    };
+    Ok(match check_step0(&t.net, rows, &t.log.gsc[0], &opts) {
+        Ok(r) => Step0Check {
+            report: Some(r),
+            note: None,
+        },
+        // An architecture without a closed form still trains; the log says why it is not compared.
+        Err(e @ Error::Unsupported(_)) => Step0Check {
+            report: None,
+            note: Some(format!("step 0 not compared with the closed form: {e}")),
+        },
+        Err(e) => return Err(e),
+    })
+}
+
+fn in_pool<T: Send>(threads: Option<usize>, f: impl FnOnce() -> T + Send) -> T {
+    match threads.and_then(|n| rayon::ThreadPoolBuilder::new().num_threads(n).build().ok()) {
+        Some(pool) => pool.install(f),
+        None => f(),
+    }
 }
 
 fn write_json(path: &Path, v: &impl Serialize) -> Result<()> {
@@ -287,7 +349,7 @@ fn resume(dir: &Path, epochs: Option<usize>, threads: Option<usize>, json: bool)
     };
     t.epoch = lf.log.epochs.len();
     t.log = lf.log.clone();
-    run_trainer(t, names, prep, lf.data, dir, threads, json)
+    run_trainer(t, names, prep, lf.data, lf.step0_check, dir, threads, json)
 }
 
 fn strip(p: gradscale::montecarlo::NetParams) -> gradscale::montecarlo::NetParams {
@@ -358,7 +420,7 @@ pub fn run(a: &Args) -> Result<String> {
         gsc_rows: a.gsc_rows,
     };
     let names = checkpoint::explicit_names(&net);
-    let t = Trainer::new(net, cfg, &prep.train)?;
+    let mut t = Trainer::new(net, cfg, &prep.train)?;
     std::fs::create_dir_all(&a.out).map_err(|e| Error::File {
         path: a.out.display().to_string(),
         message: e.to_string(),
@@ -374,20 +436,33 @@ pub fn run(a: &Args) -> Result<String> {
         &a.out.join("init.safetensors"),
         &BTreeMap::new(),
     )?;
-    run_trainer(t, names, prep, a.data.clone(), &a.out, a.threads, a.json)
+    let s0 = in_pool(a.threads, || step0(&mut t, &prep, a.check_samples))?;
+    run_trainer(
+        t,
+        names,
+        prep,
+        a.data.clone(),
+        s0,
+        &a.out,
+        a.threads,
+        a.json,
+    )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_trainer(
     mut t: Trainer,
     names: ParamNames,
     prep: data::Prepared,
     data_args: DataArgs,
+    step0_check: Step0Check,
     dir: &Path,
     threads: Option<usize>,
     json: bool,
 ) -> Result<String> {
     let tty = std::io::stderr().is_terminal();
     let mk = |t: &Trainer| LogFile {
+        schema: train_schema(),
         command: "train".into(),
         data: data_args.clone(),
         split: prep.split.clone(),
@@ -395,6 +470,7 @@ fn run_trainer(
         test_rows: prep.test.as_ref().map(|d| d.len()),
         classes: prep.train.classes,
         config: t.cfg.clone(),
+        step0_check: step0_check.clone(),
         log: t.log.clone(),
     };
     let epochs = t.cfg.epochs;
@@ -419,13 +495,7 @@ fn run_trainer(
             &mut on_epoch,
         )
     };
-    match threads {
-        Some(n) => match rayon::ThreadPoolBuilder::new().num_threads(n).build() {
-            Ok(pool) => pool.install(|| body(&mut t))?,
-            Err(_) => body(&mut t)?,
-        },
-        None => body(&mut t)?,
-    }
+    in_pool(threads, || body(&mut t))?;
     if tty {
         eprint!("\r\x1b[2K");
     }
@@ -489,6 +559,55 @@ fn run_trainer(
             s,
             "  step {:>6}: {:>9.4} +- {:.4}",
             g.step, v.mean, v.stderr
+        );
+    }
+    if let Some(n) = &step0_check.note {
+        let _ = writeln!(s, "note: {n}");
+    }
+    if let Some(r) = &step0_check.report {
+        let _ = writeln!(
+            s,
+            "step 0 against the closed form of the initial distribution (input q0 {:.4}, correlation {:.4} of the GSC rows): \
+             tolerance = {:.2} sqrt(sd_networks^2 + se_rows^2) + {} * (sum of 1/n over layers spanned), sd over {} sampled networks [family false-alarm {}]",
+            r.input_q0, r.input_correlation, r.z_crit, r.options.kappa, r.options.samples, r.options.family_alpha
+        );
+        let _ = writeln!(
+            s,
+            "{:<14} {:>5} {:>11} {:>11} {:>9} {:>11} {:>11}  verdict",
+            "quantity", "l", "predicted", "measured", "se rows", "sd networks", "tolerance"
+        );
+        for c in &r.comparisons {
+            let _ = writeln!(
+                s,
+                "{:<14} {:>5} {:>11.4} {:>11.4} {:>9.4} {:>11.4} {:>11.4}  {}",
+                c.quantity,
+                c.layer,
+                c.predicted,
+                c.measured,
+                c.se_rows,
+                c.sd_networks,
+                c.tolerance,
+                if c.verdict == "disagree" {
+                    "DISAGREE"
+                } else {
+                    &c.verdict
+                }
+            );
+        }
+        let _ = writeln!(
+            s,
+            "step 0: {} agree, {} disagree, {} inconclusive{}",
+            r.agree,
+            r.disagree,
+            r.inconclusive,
+            if r.disagree > 0 {
+                format!(
+                    "; the measured GSC disagrees with the closed form at {}",
+                    r.disagreements()
+                )
+            } else {
+                String::new()
+            }
         );
     }
     Ok(s)

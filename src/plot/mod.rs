@@ -29,6 +29,8 @@ pub struct Series {
     pub bars: Option<Vec<(f64, f64)>>,
     /// Index into the palette, so a prediction and its measurement share a colour.
     pub color: usize,
+    /// Which of the figure's panels it is drawn in (0 unless the figure has several).
+    pub panel: usize,
 }
 
 impl Series {
@@ -39,6 +41,7 @@ impl Series {
             points,
             bars: None,
             color,
+            panel: 0,
         }
     }
 
@@ -54,7 +57,14 @@ impl Series {
             points,
             bars: Some(bars),
             color,
+            panel: 0,
         }
+    }
+
+    /// The same series, drawn in panel `panel`.
+    pub fn in_panel(mut self, panel: usize) -> Series {
+        self.panel = panel;
+        self
     }
 }
 
@@ -73,6 +83,9 @@ pub struct Figure {
     /// Plot x on a log axis (e.g. batch sizes 4..256).
     pub log_x: bool,
     pub series: Vec<Series>,
+    /// Titles of side-by-side panels sharing the axis labels, each with its own y range (so curves of very
+    /// different scale do not squash each other); empty for a single panel titled `title`.
+    pub panels: Vec<String>,
 }
 
 const PALETTE: [RGBColor; 12] = [
@@ -102,6 +115,23 @@ fn register_fonts() {
     });
 }
 
+/// Greedy word wrap to at most `width` characters per line.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    for word in text.split_whitespace() {
+        if !cur.is_empty() && cur.chars().count() + 1 + word.chars().count() > width.max(20) {
+            lines.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(word);
+    }
+    lines.push(cur);
+    lines
+}
+
 fn plot_err<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> Error + '_ {
     move |e| Error::File {
         path: path.display().to_string(),
@@ -127,14 +157,14 @@ impl Figure {
     }
 
     /// Data ranges after the y transform, padded; non-finite values are skipped (never drawn as NaN).
-    fn ranges(&self) -> ((f64, f64), (f64, f64)) {
+    fn ranges(&self, panel: usize) -> ((f64, f64), (f64, f64)) {
         let (mut x0, mut x1, mut y0, mut y1) = (
             f64::INFINITY,
             f64::NEG_INFINITY,
             f64::INFINITY,
             f64::NEG_INFINITY,
         );
-        for s in &self.series {
+        for s in self.series.iter().filter(|s| s.panel == panel) {
             for (i, &(x, y)) in s.points.iter().enumerate() {
                 let x = self.transform_x(x);
                 let mut ys = vec![self.transform(y)];
@@ -172,16 +202,52 @@ impl Figure {
     {
         let e = plot_err(path);
         root.fill(&WHITE).map_err(&e)?;
-        let (body, foot) = root.split_vertically(root.dim_in_pixel().1 as i32 - 30);
-        foot.draw(&Text::new(
-            self.caption.clone(),
-            (10, 8),
-            ("sans-serif", 13).into_font().color(&BLACK.mix(0.8)),
-        ))
-        .map_err(&e)?;
-        let ((x0, x1), (y0, y1)) = self.ranges();
-        let mut chart = ChartBuilder::on(&body)
-            .caption(&self.title, ("sans-serif", 22))
+        let (w, h) = root.dim_in_pixel();
+        // About 7 px per character at 13 px DejaVu Sans.
+        let lines = wrap(&self.caption, (w as usize).saturating_sub(20) / 7);
+        let (body, foot) = root.split_vertically(h as i32 - 10 - 17 * lines.len() as i32);
+        for (i, line) in lines.iter().enumerate() {
+            foot.draw(&Text::new(
+                line.clone(),
+                (10, 5 + 17 * i as i32),
+                ("sans-serif", 13).into_font().color(&BLACK.mix(0.8)),
+            ))
+            .map_err(&e)?;
+        }
+        if self.panels.is_empty() {
+            self.draw_panel(&body, 0, &self.title, path)?;
+        } else {
+            let (head, rest) = body.split_vertically(34);
+            head.draw(&Text::new(
+                self.title.clone(),
+                (10, 6),
+                ("sans-serif", 22).into_font().color(&BLACK),
+            ))
+            .map_err(&e)?;
+            let areas = rest.split_evenly((1, self.panels.len()));
+            for (i, (area, title)) in areas.iter().zip(&self.panels).enumerate() {
+                self.draw_panel(area, i, title, path)?;
+            }
+        }
+        root.present().map_err(&e)?;
+        Ok(())
+    }
+
+    fn draw_panel<DB: DrawingBackend>(
+        &self,
+        body: &DrawingArea<DB, plotters::coord::Shift>,
+        panel: usize,
+        title: &str,
+        path: &Path,
+    ) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        let e = plot_err(path);
+        let ((x0, x1), (y0, y1)) = self.ranges(panel);
+        let title_size = if self.panels.is_empty() { 22 } else { 17 };
+        let mut chart = ChartBuilder::on(body)
+            .caption(title, ("sans-serif", title_size))
             .margin(12)
             .x_label_area_size(45)
             .y_label_area_size(70)
@@ -218,7 +284,13 @@ impl Figure {
             mesh.x_label_formatter(&x_fmt);
         }
         mesh.draw().map_err(&e)?;
-        for s in &self.series {
+        let panel_series: Vec<&Series> = self.series.iter().filter(|s| s.panel == panel).collect();
+        for s in &panel_series {
+            // Points whose line carries the same name share its legend entry.
+            let labelled = s.kind == SeriesKind::Line
+                || !panel_series
+                    .iter()
+                    .any(|t| t.kind == SeriesKind::Line && t.name == s.name);
             let color = PALETTE[s.color % PALETTE.len()];
             let pts: Vec<(f64, f64)> = s
                 .points
@@ -260,11 +332,14 @@ impl Figure {
                             }))
                             .map_err(&e)?;
                     }
-                    chart
+                    let drawn = chart
                         .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
-                        .map_err(&e)?
-                        .label(s.name.clone())
-                        .legend(move |(x, y)| Circle::new((x + 10, y), 3, color.filled()));
+                        .map_err(&e)?;
+                    if labelled {
+                        drawn
+                            .label(s.name.clone())
+                            .legend(move |(x, y)| Circle::new((x + 10, y), 3, color.filled()));
+                    }
                 }
             }
         }
@@ -276,11 +351,10 @@ impl Figure {
             .position(SeriesLabelPosition::UpperLeft)
             .draw()
             .map_err(&e)?;
-        root.present().map_err(&e)?;
         Ok(())
     }
 
-    /// Writes NAME.png, NAME.svg and NAME.csv into `dir` and returns their paths.
+    /// Writes NAME.png, NAME.svg, NAME.csv and NAME.caption.txt into `dir` and returns their paths.
     pub fn render(&self, dir: &Path) -> Result<Vec<PathBuf>> {
         register_fonts();
         std::fs::create_dir_all(dir).map_err(|e| Error::File {
@@ -290,22 +364,37 @@ impl Figure {
         let png = dir.join(format!("{}.png", self.name));
         let svg = dir.join(format!("{}.svg", self.name));
         let csv = dir.join(format!("{}.csv", self.name));
-        let size = (1000, 680);
-        self.draw(BitMapBackend::new(&png, size).into_drawing_area(), &png)?;
-        self.draw(SVGBackend::new(&svg, size).into_drawing_area(), &svg)?;
-        std::fs::write(&csv, self.csv()).map_err(|e| Error::File {
-            path: csv.display().to_string(),
-            message: e.to_string(),
-        })?;
-        Ok(vec![png, svg, csv])
+        let lines = wrap(&self.caption, 1000 / 7).len() as u32;
+        let size = (
+            1000 + 600 * self.panels.len().saturating_sub(1) as u32,
+            650 + 17 * lines,
+        );
+        // Each picture is written under a temporary name (same extension: the bitmap backend picks the
+        // format from it) and renamed into place, so a failed or interrupted run never leaves a partial figure.
+        let tmp = |ext: &str| dir.join(format!(".{}.partial.{ext}", self.name));
+        let (png_t, svg_t) = (tmp("png"), tmp("svg"));
+        self.draw(BitMapBackend::new(&png_t, size).into_drawing_area(), &png)?;
+        self.draw(SVGBackend::new(&svg_t, size).into_drawing_area(), &svg)?;
+        for (from, to) in [(&png_t, &png), (&svg_t, &svg)] {
+            std::fs::rename(from, to).map_err(|e| Error::File {
+                path: to.display().to_string(),
+                message: e.to_string(),
+            })?;
+        }
+        // The caption lives beside the CSV, so that the CSV is a plain table (`pandas.read_csv(path)`).
+        let caption = dir.join(format!("{}.caption.txt", self.name));
+        crate::checkpoint::write_atomic(&csv, self.csv().as_bytes())?;
+        crate::checkpoint::write_atomic(
+            &caption,
+            format!("{}\n{}\n", self.title, self.caption).as_bytes(),
+        )?;
+        Ok(vec![png, svg, csv, caption])
     }
 
-    /// The figure's data: one row per point, with the series name and kind.
+    /// The figure's data: a header line, then one row per point with the series name and kind (empty
+    /// fields where a value is undefined). Title and caption are in `NAME.caption.txt`.
     pub fn csv(&self) -> String {
-        let mut s = format!(
-            "# {}\n# {}\nseries,kind,x,y,lo,hi\n",
-            self.title, self.caption
-        );
+        let mut s = String::from("series,kind,x,y,lo,hi\n");
         for ser in &self.series {
             for (i, &(x, y)) in ser.points.iter().enumerate() {
                 let (lo, hi) = ser

@@ -15,6 +15,7 @@ pub mod fixed_point;
 pub mod isometry;
 pub mod norm;
 pub mod phase;
+pub mod radial;
 mod residual;
 pub mod sphere;
 pub mod table;

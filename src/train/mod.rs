@@ -527,14 +527,9 @@ pub struct TrainLog {
 /// Steps at which the GSC is measured besides epoch ends.
 pub const LOGGED_STEPS: [u64; 4] = [0, 1, 10, 100];
 
-/// ln GSC per layer on the first `rows` training rows (given-weights Monte Carlo, exact Jacobians; a
-/// network with batch norm is measured on batches of `net.input.batch` rows, with batch statistics).
-pub fn measure_gsc(
-    net: &Network,
-    params: &NetParams,
-    d: &Dataset,
-    rows: usize,
-) -> Result<(Vec<MeanSe>, Vec<MeanSe>, usize)> {
+/// The training rows on which `measure_gsc` measures: the first `rows`, rounded down to whole batches of
+/// `net.input.batch`.
+pub fn gsc_rows<'a>(net: &Network, d: &'a Dataset, rows: usize) -> Result<&'a [Vec<f64>]> {
     let bsz = net.input.batch.max(1);
     let take = rows.min(d.len()) / bsz * bsz;
     if take == 0 {
@@ -544,12 +539,25 @@ pub fn measure_gsc(
             format!("at least the batch of {bsz}"),
         ));
     }
+    Ok(&d.x[..take])
+}
+
+/// ln GSC per layer on the first `rows` training rows (given-weights Monte Carlo, exact Jacobians; a
+/// network with batch norm is measured on batches of `net.input.batch` rows, with batch statistics).
+pub fn measure_gsc(
+    net: &Network,
+    params: &NetParams,
+    d: &Dataset,
+    rows: usize,
+) -> Result<(Vec<MeanSe>, Vec<MeanSe>, usize)> {
+    let bsz = net.input.batch.max(1);
+    let x = gsc_rows(net, d, rows)?;
     let opts = McOptions {
-        samples: take / bsz,
+        samples: x.len() / bsz,
         seed: 0,
         estimator: Estimator::Exact,
     };
-    let m = simulate_given(net, params, GivenInputs::Rows(&d.x[..take]), &opts, &|_| {})?;
+    let m = simulate_given(net, params, GivenInputs::Rows(x), &opts, &|_| {})?;
     let ms = |s: &crate::stats::Summary| MeanSe {
         mean: s.mean,
         stderr: s.stderr,
@@ -627,6 +635,15 @@ impl Trainer {
         Ok(())
     }
 
+    /// Measures and logs the GSC at step 0 (once; `run` does it if it was not done), so that a caller can
+    /// compare it with the closed form before training changes the weights.
+    pub fn log_step0(&mut self, train: &Dataset) -> Result<()> {
+        if self.state.step == 0 && self.log.gsc.is_empty() {
+            self.log_gsc(train, None)?;
+        }
+        Ok(())
+    }
+
     /// Runs the remaining epochs. `on_batch(done, total)` is called after each step, `on_epoch` after each
     /// epoch (checkpoint there). Stops at the first non-finite loss or parameter: the parameters stay at
     /// the last finite values and `log.diverged` says where.
@@ -639,9 +656,7 @@ impl Trainer {
     ) -> Result<()> {
         check_fit(&self.net, &self.cfg, train)?;
         let lrs = layer_lrs(&self.cfg, self.net.depth())?;
-        if self.state.step == 0 && self.log.gsc.is_empty() {
-            self.log_gsc(train, None)?;
-        }
+        self.log_step0(train)?;
         let n = train.len();
         let bs = self.cfg.batch_size.min(n);
         let batches = n.div_ceil(bs);

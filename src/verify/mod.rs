@@ -4,7 +4,9 @@
 
 pub mod collapse;
 pub mod finite;
+pub mod profile;
 pub mod sampled;
+pub mod step0;
 pub mod training;
 
 use crate::arch::Network;
@@ -22,13 +24,23 @@ pub struct CheckPolicy {
     /// kappa * span / n. ReLU's exact small-depth slope is 1 (theory/finite-width.md); kappa = 1.5 leaves
     /// room for smooth nonlinearities, whose 1/n coefficient is not yet derived.
     pub kappa: f64,
+    /// Fewest non-degenerate samples a row needs for a verdict. The tolerance uses the normal critical z,
+    /// but the standard error is itself estimated from the sample: with n samples the studentised error
+    /// follows Student's t with n - 1 degrees of freedom, whose tail at the per-comparison rate is far
+    /// heavier (at n = 2, one degree of freedom, a Cauchy). Below this count no verdict is honest.
+    pub min_samples: usize,
 }
+
+/// The default [`CheckPolicy::min_samples`]: from 10 samples on the standard error's own relative error,
+/// 1/sqrt(2 (n - 1)), is below a quarter (theory/verification.md).
+pub const MIN_SAMPLES: usize = 10;
 
 impl Default for CheckPolicy {
     fn default() -> Self {
         CheckPolicy {
             family_alpha: 1e-3,
             kappa: 1.5,
+            min_samples: MIN_SAMPLES,
         }
     }
 }
@@ -47,6 +59,8 @@ pub enum Verdict {
 #[derive(Clone, Debug, Serialize)]
 pub struct Comparison {
     pub quantity: String,
+    /// Serialised as `index`, the one layer-index key of every JSON output.
+    #[serde(rename = "index")]
     pub layer: usize,
     pub predicted: f64,
     pub measured: f64,
@@ -125,7 +139,10 @@ pub fn check(net: &Network, p: &Prediction, m: &Measurement, policy: &CheckPolic
     let alpha = policy.family_alpha / n_cmp.max(1) as f64;
     let z_crit = z_for_false_alarm(alpha);
     let mut comparisons = Vec::new();
+    // Per row, the sample count behind its measured value.
+    let mut row_samples = Vec::new();
     for l in 0..depth {
+        row_samples.push(m.layers[l].log_gsc_to_output.n);
         comparisons.push(compare(
             "ln GSC(L, l)",
             l,
@@ -136,6 +153,7 @@ pub fn check(net: &Network, p: &Prediction, m: &Measurement, policy: &CheckPolic
         ));
     }
     for k in 1..=depth {
+        row_samples.push(m.layers[k].log_gsc_from_input.n);
         comparisons.push(compare(
             "ln GSC(k, 0)",
             k,
@@ -154,6 +172,7 @@ pub fn check(net: &Network, p: &Prediction, m: &Measurement, policy: &CheckPolic
             .map(|x| (x - log_pred).exp())
             .collect();
         let s = Summary::of(&ratios).unwrap_or(Summary::EMPTY);
+        row_samples.push(s.n);
         let mut c = compare(
             "||f_l||^2/n_l",
             l,
@@ -176,6 +195,11 @@ pub fn check(net: &Network, p: &Prediction, m: &Measurement, policy: &CheckPolic
         c.bias_bound = unit(c.bias_bound);
         c.tolerance = unit(c.tolerance);
         comparisons.push(c);
+    }
+    for (c, n) in comparisons.iter_mut().zip(row_samples) {
+        if n < policy.min_samples {
+            c.verdict = Verdict::Inconclusive;
+        }
     }
     let count = |v: Verdict| comparisons.iter().filter(|c| c.verdict == v).count();
     CheckReport {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod schema;
+
 use gradscale::arch::{Dense, Init, InputModel, Layer, MlpSpec, Network, Op, Residual, Skip};
 use gradscale::Nonlinearity;
 
@@ -69,4 +71,24 @@ pub fn run(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Parses `json` (a command's `--json` output, or a file it wrote) and asserts it validates against
+/// `schema/COMMAND.schema.json`, listing every violation otherwise.
+pub fn assert_schema(command: &str, json: &str) -> serde_json::Value {
+    let path = format!(
+        "{}/schema/{command}.schema.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).expect(&path);
+    let v: serde_json::Value = serde_json::from_str(json).expect("valid JSON");
+    let errors = schema::validate(&schema, &v);
+    assert!(
+        errors.is_empty(),
+        "{command}: {path}:\n{}",
+        errors.join("\n")
+    );
+    assert_eq!(v["schema"], format!("gradscale.{command}/1"));
+    v
 }
