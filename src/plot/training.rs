@@ -60,6 +60,7 @@ pub fn build(name: &str, o: &FigureOptions) -> Result<Figure> {
         log_y,
         log_x: false,
         series,
+        panels: Vec::new(),
     };
     let plain_deep = s.cell(Family::Plain, Opt::Sgd, s.deep()).expect("cell");
     let res_deep = s.cell(Family::Resnet, Opt::Sgd, s.deep()).expect("cell");

@@ -126,7 +126,7 @@ pub fn predict_radial(net: &Network) -> Option<RadialLaw> {
             let (_, rho2, gamma, lambda) = step(b, *st);
             let leak = n.map_or(0.0, |n| lambda / n * bulk);
             radial = rho2 * radial + leak;
-            bulk = (gamma - n.map_or(0.0, |n| lambda / n)) * bulk;
+            bulk *= gamma - n.map_or(0.0, |n| lambda / n);
             log_fwd += rho2.ln();
             let t = radial + bulk;
             radial /= t;
