@@ -332,8 +332,19 @@ fn json_outputs_validate_against_their_schemas() {
     )
     .unwrap();
     let arch = arch.to_str().unwrap();
+    // A relu-ended ResNet: predict adds the radial-bulk chain (finite_width_radial) and no MLP law.
+    let relu_ended = dir.join("relu-ended.toml");
+    std::fs::write(
+        &relu_ended,
+        "[input]\nwidth = 12\n\n[[layers]]\nrepeat = 3\nops = [{ residual = { alpha = 1.0, \
+         branch = [{ dense = { width = 12, sigma_w2 = 2.0 } }, { act = \"relu\" }, \
+         { dense = { width = 12, sigma_w2 = 2.0 } }, { act = \"relu\" }] } }]\n",
+    )
+    .unwrap();
+    let relu_ended = relu_ended.to_str().unwrap();
     let net = ["--act", "relu", "--widths", "6,8,5,7"];
     let cases: Vec<(&str, Vec<&str>)> = vec![
+        ("predict", vec!["predict", "--arch", relu_ended]),
         (
             "predict",
             [&["predict"][..], &net, &["--finite-spectra", "16"]].concat(),
@@ -463,4 +474,32 @@ fn schemas_reject_renamed_missing_and_extra_fields() {
             "{what}: accepted"
         );
     }
+}
+
+/// `predict` on a relu-ended ResNet states the radial-bulk chain next to the infinite-width number, and the
+/// floor -1/2 ln n that no such network goes below (theory/finite-width.md section 9).
+#[test]
+fn predict_states_the_radial_chain_for_relu_ended_resnets() {
+    let dir = std::env::temp_dir().join(format!("gradscale-radial-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("relu-ended.toml");
+    std::fs::write(
+        &path,
+        "[input]\nwidth = 100\n\n[[layers]]\nrepeat = 50\nops = [{ residual = { alpha = 1.0, \
+         branch = [{ dense = { width = 100, sigma_w2 = 2.0 } }, { act = \"relu\" }, \
+         { dense = { width = 100, sigma_w2 = 2.0 } }, { act = \"relu\" }] } }]\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(&["predict", "--arch", path.to_str().unwrap(), "--summary"]);
+    assert_eq!(code, 0, "{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("radial-bulk chain"))
+        .unwrap_or_else(|| panic!("no radial line in:\n{stdout}"));
+    // The values of section 9's table: chain -1.339, infinite width -8.986, floor -2.303.
+    assert!(
+        line.contains("-1.339") && line.contains("-8.98") && line.contains("-2.30"),
+        "{line}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -45,6 +45,8 @@ impl Default for Step0Options {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Step0Comparison {
     pub quantity: String,
+    /// The layer (the key is `index`, as in every other `--json` output).
+    #[serde(rename = "index", alias = "layer")]
     pub layer: usize,
     pub predicted: f64,
     pub measured: f64,
