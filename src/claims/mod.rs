@@ -349,17 +349,7 @@ pub fn architecture_check(
     seed: u64,
     estimator: crate::montecarlo::Estimator,
 ) -> Result<Evidence> {
-    use crate::montecarlo::{simulate, McOptions};
-    use crate::theory::{predict, MfOptions};
-    let p = predict(net, &MfOptions::default())?;
-    let m = simulate(
-        net,
-        &McOptions {
-            samples,
-            seed,
-            estimator,
-        },
-    )?;
+    let (p, m) = crate::verify::predict_and_measure(net, samples, seed, estimator)?;
     let r = crate::verify::check(net, &p, &m, &crate::verify::CheckPolicy::default());
     let n = r.comparisons.len().max(1) as f64;
     let worst = r

@@ -128,6 +128,26 @@ pub fn compare(
     }
 }
 
+/// Both sides of one architecture: the closed form and `samples` sampled networks (seeded, thread-count
+/// independent). The pair every per-layer comparison starts from (`check`, claims, figures).
+pub fn predict_and_measure(
+    net: &Network,
+    samples: usize,
+    seed: u64,
+    estimator: crate::montecarlo::Estimator,
+) -> crate::Result<(Prediction, Measurement)> {
+    let p = crate::theory::predict(net, &crate::theory::MfOptions::default())?;
+    let m = crate::montecarlo::simulate(
+        net,
+        &crate::montecarlo::McOptions {
+            samples,
+            seed,
+            estimator,
+        },
+    )?;
+    Ok((p, m))
+}
+
 /// Compares ln GSC(L, l), ln GSC(l, 0) and ln(||f_l||^2 / n_l) layer by layer.
 pub fn check(net: &Network, p: &Prediction, m: &Measurement, policy: &CheckPolicy) -> CheckReport {
     let depth = net.depth();

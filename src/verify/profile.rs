@@ -5,9 +5,8 @@
 
 use crate::arch::{Network, Op};
 use crate::error::Result;
-use crate::montecarlo::{simulate, Estimator, McOptions};
+use crate::montecarlo::Estimator;
 use crate::stats::Summary;
-use crate::theory::{predict, MfOptions};
 use serde::Serialize;
 
 /// One layer's row of a [`GscProfile`].
@@ -58,15 +57,7 @@ pub fn gsc_profile(
     seed: u64,
     estimator: Estimator,
 ) -> Result<GscProfile> {
-    let p = predict(net, &MfOptions::default())?;
-    let m = simulate(
-        net,
-        &McOptions {
-            samples,
-            seed,
-            estimator,
-        },
-    )?;
+    let (p, m) = super::predict_and_measure(net, samples, seed, estimator)?;
     let d = dense_to_output(net);
     let rows = (0..=net.depth())
         .map(|l| ProfileRow {
