@@ -91,10 +91,15 @@ fn spec_expands_in_grid_order_with_seeds_from_content() {
     assert_eq!(o[0].id, 1);
     assert_ne!(same.id, 1);
     assert_eq!(o[0].seed, same.seed);
+    // ... and so the same numbers: the job runs on its seed, not on its id.
+    assert_eq!(
+        sweep::run_job(&o[0]).unwrap().rows,
+        sweep::run_job(same).unwrap().rows
+    );
     // A job line carries its network: it reads back to the same job.
     let line = sweep::job_line(&jobs[5]);
     assert!(!line.contains('\n'));
-    assert_eq!(sweep::parse_job(&line).unwrap(), jobs[5]);
+    assert_eq!(sweep::parse_job(&line, "test").unwrap(), jobs[5]);
 }
 
 #[test]
@@ -191,6 +196,19 @@ fn bad_specs_are_one_line_exit_2() {
         assert!(stdout.is_empty());
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
+    // A hand-edited job (its seed no longer its content's hash), named by its line on stdin.
+    let jobs = ok(&["sweep", "--spec", &example(), "--emit-jobs"]);
+    let first = jobs.lines().next().unwrap();
+    let edited = first.replace("\"samples\":16", "\"samples\":17");
+    assert_ne!(edited, first);
+    let (code, stdout, stderr) = run_stdin(&["run-job"], &format!("{first}\n{edited}\n"));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stdout.is_empty(), "no result before every line is checked");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("stdin:2") && stderr.contains("not the hash"),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&d);
 }
 

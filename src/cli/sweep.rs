@@ -114,11 +114,15 @@ pub fn run(a: &Args) -> Result<String> {
 }
 
 pub fn run_job(a: &RunJobArgs) -> Result<String> {
-    let text = match &a.job {
-        Some(line) => line.clone(),
-        None => read_stdin()?,
+    let (text, origin) = match &a.job {
+        Some(line) => (line.clone(), "--job"),
+        None => (read_stdin()?, "stdin"),
     };
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .collect();
     if lines.is_empty() {
         return Err(Error::param(
             "run-job",
@@ -126,9 +130,10 @@ pub fn run_job(a: &RunJobArgs) -> Result<String> {
             "a line of `gradscale sweep --emit-jobs` on stdin or in --job",
         ));
     }
+    // Every line is checked before any job runs: a bad line fails at once, not after hours of work.
     let jobs = lines
         .iter()
-        .map(|l| sweep::parse_job(l))
+        .map(|(i, l)| sweep::parse_job(l, &format!("{origin}:{}", i + 1)))
         .collect::<Result<Vec<_>>>()?;
     let mut s = String::new();
     for j in &jobs {

@@ -224,10 +224,10 @@ struct Run {
 
 /// An axis of the grid: present, not empty, no value twice (a repeated value would give two jobs of the
 /// same content, hence the same seed: a duplicate, not a replicate).
-fn axis<T: PartialEq + std::fmt::Display>(name: &str, v: &Option<Vec<T>>) -> Result<Vec<T>>
-where
-    T: Clone,
-{
+fn axis<T: PartialEq + Clone + std::fmt::Display>(
+    name: &str,
+    v: &Option<Vec<T>>,
+) -> Result<Vec<T>> {
     let v = v.as_ref().ok_or_else(|| {
         Error::param(
             format!("grid.{name}"),
@@ -427,11 +427,12 @@ pub fn job_line(job: &Job) -> String {
     serde_json::to_string(job).expect("a job serialises")
 }
 
-/// Parses a job line and checks it is one: its schema tag, a valid network, and a seed that is the hash
-/// of its content (a hand-edited line would otherwise run under a seed another job may also get).
-pub fn parse_job(line: &str) -> Result<Job> {
+/// Parses a job line (`origin` names it in errors) and checks it is one: its schema tag, a valid network,
+/// and a seed that is the hash of its content (a hand-edited line would otherwise run under a seed another
+/// job may also get).
+pub fn parse_job(line: &str, origin: &str) -> Result<Job> {
     let err = |m: String| Error::File {
-        path: "job line".into(),
+        path: origin.to_string(),
         message: m,
     };
     let mut de = serde_json::Deserializer::from_str(line.trim());
