@@ -141,6 +141,13 @@ fn architecture_files_and_every_layer_expand() {
 fn bad_specs_are_one_line_exit_2() {
     let d = scratch("bad");
     let grid = "[grid]\nact = [\"tanh\"]\nwidth = [10]\ndepth = [2]\nsigma_w2 = [1.0]\n";
+    // An input data set cannot travel in a job line (its vectors are never serialised): refused.
+    std::fs::write(d.join("x.csv"), "1,2,3\n4,5,6\n").unwrap();
+    std::fs::write(
+        d.join("withdata.toml"),
+        "[input]\nwidth = 3\ndata = { path = \"x.csv\" }\n[[layers]]\nops = [{ dense = { width = 3 } }, { act = \"relu\" }]\n",
+    )
+    .unwrap();
     let cases: &[(&str, &str)] = &[
         (
             "[grid]\nact = [\"tanh\"]\nwidth = [10]\nsigma_w2 = [1.0]\n[run]\nobservables = [\"ln-gsc\"]\nsamples = 8\nseeds = [0]\n",
@@ -169,6 +176,10 @@ fn bad_specs_are_one_line_exit_2() {
         (
             "[grid]\narch = [\"nonexistent.toml\"]\n[run]\nobservables = [\"ln-gsc\"]\nsamples = 8\nseeds = [0]\n",
             "nonexistent.toml",
+        ),
+        (
+            "[grid]\narch = [\"withdata.toml\"]\n[run]\nobservables = [\"ln-gsc\"]\nsamples = 8\nseeds = [0]\n",
+            "no input data file",
         ),
     ];
     for (i, (text, what)) in cases.iter().enumerate() {

@@ -640,14 +640,11 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// A float as Rust prints it (the shortest decimal that reads back to the same bits; `NaN`, `inf`,
-/// `-inf` otherwise, all of which pandas reads as floats); empty for a column that does not apply.
+/// A float in Rust's debug form: the shortest decimal that reads back to the same bits, in exponent form
+/// when very small or large (the display form would spell out 1e-300 digit by digit); `NaN`, `inf`, `-inf`
+/// otherwise, all of which pandas reads as floats.
 fn csv_float(x: f64) -> String {
-    if x.is_nan() {
-        "NaN".into()
-    } else {
-        format!("{x}")
-    }
+    format!("{x:?}")
 }
 
 /// The sweep's CSV: a header, then one row per job x reported quantity x layer, in job order. Columns
