@@ -15,6 +15,7 @@ mod plot;
 mod predict;
 mod residual;
 mod simulate;
+mod sweep;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -76,6 +77,12 @@ enum Command {
     Residual(residual::Args),
     /// Effective depth of a trained network: train/test error with the top m layers replaced by their first-order Taylor expansion in the parameters, d_eff(tau), and the path-length profile beside it.
     EffectiveDepth(effective_depth::Args),
+    /// A grid of networks x observables x seeds (spec file): run in this process (CSV, or --json), or printed as self-contained job lines (--emit-jobs) for `run-job` under GNU parallel or a Slurm array.
+    Sweep(sweep::Args),
+    /// Run job lines of `sweep --emit-jobs` (from --job or stdin): one result line per job.
+    RunJob(sweep::RunJobArgs),
+    /// Combine `run-job` result lines (any order) into the report `sweep` prints, byte for byte; every job of the spec exactly once.
+    Merge(sweep::MergeArgs),
 }
 
 /// Set by a command that ran and printed its output but whose result is a failure (an audit that
@@ -127,6 +134,9 @@ pub fn main() -> i32 {
         Command::Train(a) => train::run(&a),
         Command::Residual(a) => residual::run(&a),
         Command::EffectiveDepth(a) => effective_depth::run(&a),
+        Command::Sweep(a) => sweep::run(&a),
+        Command::RunJob(a) => sweep::run_job(&a),
+        Command::Merge(a) => sweep::merge(&a),
     };
     match result {
         Ok(text) => {

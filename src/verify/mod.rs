@@ -7,6 +7,7 @@ pub mod finite;
 pub mod profile;
 pub mod sampled;
 pub mod step0;
+pub mod sweep;
 pub mod training;
 
 use crate::arch::Network;
