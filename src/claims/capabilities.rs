@@ -2,8 +2,9 @@
 //! block equation, the correlation map (collapse), the tradeoff theorem and the finite-width law.
 //! Each has a measurement (or, labelled as such, a closed-form consistency check) that could contradict it.
 
+use super::registry::{dense, stack};
 use super::{AuditOptions, Evidence};
-use crate::arch::{Dense, Init, InputModel, Layer, MlpSpec, Network, Op, Residual, Skip};
+use crate::arch::{Dense, Init, MlpSpec, Network, Op, Residual, Skip};
 use crate::error::Result;
 use crate::verify::observable::{
     self as obs, FiniteWidthLaw, FittedRate, IsometryVariance, LnGscFromInput, LnGscToOutput,
@@ -11,27 +12,6 @@ use crate::verify::observable::{
 };
 use crate::verify::{self, Estimator, Relation, TestPolicy, Tested};
 use crate::Nonlinearity;
-
-fn dense(width: usize, sigma_w2: f64) -> Op {
-    Op::Dense(Dense {
-        width,
-        sigma_w2,
-        sigma_b2: 0.0,
-        init: Init::Gaussian,
-    })
-}
-
-fn stack(width: usize, batch: usize, depth: usize, ops: Vec<Op>) -> Network {
-    Network {
-        input: InputModel {
-            width,
-            batch,
-            correlation: 0.0,
-            data: None,
-        },
-        layers: vec![Layer { ops }; depth],
-    }
-}
 
 fn bn_relu(batch: usize) -> Network {
     stack(

@@ -28,7 +28,8 @@ impl AuditOptions {
     }
 }
 
-fn dense(width: usize, sigma_w2: f64) -> Op {
+/// A bias-free Gaussian dense op (the claims' one builder of it).
+pub(super) fn dense(width: usize, sigma_w2: f64) -> Op {
     Op::Dense(Dense {
         width,
         sigma_w2,
@@ -53,7 +54,8 @@ fn mlp(
     })
 }
 
-fn stack(width: usize, batch: usize, depth: usize, ops: Vec<Op>) -> Network {
+/// `depth` identical layers of `ops` on an uncorrelated Gaussian input of `width` x `batch`.
+pub(super) fn stack(width: usize, batch: usize, depth: usize, ops: Vec<Op>) -> Network {
     Network {
         input: InputModel {
             width,
