@@ -33,6 +33,11 @@ pub enum Source {
     User,
 }
 
+/// A claim's verdict: a presentation of `verify`'s evidence after Holm's procedure over all claims, not a
+/// second comparison. For an equality claim `Contradicted` is `verify::Verdict::Disagree` at the claim's
+/// Holm threshold and `Supported` is `Agree` (or `CannotFail` when the tolerance covers the whole effect);
+/// for a directional claim `Supported` is a significant excess beyond the threshold (theory/verification.md,
+/// "The observable layer").
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {

@@ -1,6 +1,10 @@
 //! Prediction versus measurement: per quantity a z-score, a tolerance built from the measured standard
 //! error plus a stated finite-width bias bound, and a verdict. The theory and Monte Carlo engines never see
 //! each other; they meet only here. Method: theory/verification.md.
+//!
+//! Experiments are stated as observables (`observable`: one quantity with a closed-form and a Monte Carlo
+//! side) and run by [`test()`]; `claims`, `plot` and `cli` choose observables and word the outcome, and do
+//! not call the engines themselves.
 
 pub mod collapse;
 pub mod consistency;
@@ -51,6 +55,9 @@ impl Default for CheckPolicy {
     }
 }
 
+/// The one outcome of a prediction-against-measurement comparison (`check`, the collapse check). The
+/// finite-width check adds "outside validity" (`finite::FiniteVerdict`); the audit's claim verdicts present
+/// this outcome after Holm's procedure (`claims::Verdict`).
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {

@@ -2,7 +2,7 @@
 //! (a small trait, one type per quantity). The closed-form side gives the predicted value, its own standard
 //! error (non-zero only for closed forms that are themselves sampled, like the finite-width law) and the
 //! finite-width bias bound where one is derived; the Monte Carlo side gives a summary over sampled networks.
-//! [`test`] pairs the two under a [`Relation`] and a [`TestPolicy`] and returns the [`Evidence`]; `claims`,
+//! [`test()`] pairs the two under a [`Relation`] and a [`TestPolicy`] and returns the [`Evidence`]; `claims`,
 //! `plot` and `cli` only choose observables and present the outcome (theory/verification.md, "The
 //! observable layer").
 //!
