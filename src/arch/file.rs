@@ -184,7 +184,7 @@ fn fill_default_sigma_w2(ops: &mut [Op]) {
         let next_act = ops[i + 1..].iter().find_map(|op| match op {
             Op::Act(a) => Some(*a),
             Op::Dense(_) | Op::Residual(_) => Some(crate::nonlin::Nonlinearity::Linear),
-            _ => None,
+            Op::LayerNorm { .. } | Op::BatchNorm { .. } => None,
         });
         if let Op::Dense(d) = &mut ops[i] {
             if d.sigma_w2.is_nan() {
@@ -367,7 +367,7 @@ pub fn to_toml_string(net: &Network, names: &ParamNames, title: &str) -> String 
                 Field::RunningMean,
                 Field::RunningVar,
             ],
-            _ => &[],
+            super::Op::Act(_) | super::Op::Residual(_) => &[],
         };
         let kind = tab.keys().next().cloned().unwrap_or_default();
         for &f in fields {

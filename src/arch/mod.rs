@@ -238,7 +238,16 @@ impl MlpSpec {
         match act {
             Nonlinearity::Relu => 2.0,
             Nonlinearity::LeakyRelu { slope } => 2.0 / (1.0 + slope * slope),
-            _ => 1.0,
+            Nonlinearity::Linear
+            | Nonlinearity::Tanh
+            | Nonlinearity::Sigmoid
+            | Nonlinearity::Softplus
+            | Nonlinearity::Selu
+            | Nonlinearity::Elu { .. }
+            | Nonlinearity::Gelu
+            | Nonlinearity::Silu
+            | Nonlinearity::Erf
+            | Nonlinearity::HardTanh => 1.0,
         }
     }
 }
@@ -464,7 +473,7 @@ impl Network {
             ops.iter().any(|op| match op {
                 Op::BatchNorm { .. } => true,
                 Op::Residual(r) => any(&r.branch),
-                _ => false,
+                Op::Dense(_) | Op::Act(_) | Op::LayerNorm { .. } => false,
             })
         }
         self.layers.iter().any(|l| any(&l.ops))
@@ -547,7 +556,7 @@ fn check_looks_linear(layers: &[Layer]) -> Result<()> {
         ops.iter().any(|op| match op {
             Op::Dense(d) => d.init == Init::LooksLinear,
             Op::Residual(r) => in_branch(&r.branch),
-            _ => false,
+            Op::Act(_) | Op::LayerNorm { .. } | Op::BatchNorm { .. } => false,
         })
     }
     let mut prev_ok = true; // the network input
@@ -573,7 +582,7 @@ fn check_looks_linear(layers: &[Layer]) -> Result<()> {
                     }
                     prev_ok = false;
                 }
-                _ => prev_ok = false,
+                Op::LayerNorm { .. } | Op::BatchNorm { .. } => prev_ok = false,
             }
         }
     }

@@ -2,36 +2,16 @@
 //! block equation, the correlation map (collapse), the tradeoff theorem and the finite-width law.
 //! Each has a measurement (or, labelled as such, a closed-form consistency check) that could contradict it.
 
+use super::registry::{dense, stack};
 use super::{AuditOptions, Evidence};
-use crate::arch::{Dense, Init, InputModel, Layer, MlpSpec, Network, Op, Residual, Skip};
+use crate::arch::{Dense, Init, MlpSpec, Network, Op, Residual, Skip};
 use crate::error::Result;
-use crate::montecarlo::{self, Estimator, McOptions};
-use crate::stats::Summary;
-use crate::theory::{self, predict, MfOptions};
+use crate::verify::observable::{
+    self as obs, FiniteWidthLaw, FittedRate, IsometryVariance, LnGscFromInput, LnGscToOutput,
+    PythagoreanBlock, RateForm,
+};
+use crate::verify::{self, Estimator, Relation, TestPolicy, Tested};
 use crate::Nonlinearity;
-
-fn dense(width: usize, sigma_w2: f64) -> Op {
-    Op::Dense(Dense {
-        width,
-        sigma_w2,
-        sigma_b2: 0.0,
-        init: Init::Gaussian,
-    })
-}
-
-fn stack(width: usize, batch: usize, depth: usize, ops: Vec<Op>) -> Network {
-    Network {
-        input: InputModel {
-            width,
-            batch,
-            correlation: 0.0,
-            data: None,
-        },
-        layers: vec![Layer { ops }; depth],
-    }
-}
-
-use crate::verify::sampled::fitted_rate as fitted_rates;
 
 fn bn_relu(batch: usize) -> Network {
     stack(
@@ -54,49 +34,57 @@ fn bn_rate_samples(o: &AuditOptions, batch: usize) -> usize {
     }
 }
 
-fn bn_rate(o: &AuditOptions, batch: usize, seed: u64) -> Result<(Summary, f64)> {
-    let s = fitted_rates(
+/// The fitted per-layer rate of `bn_relu(batch)` against 1/2 ln lambda_G(batch), under `relation`; no bias
+/// bound (theory/batch-norm.md: the width trend at B >= 16 is below this resolution).
+fn bn_rate(o: &AuditOptions, batch: usize, seed: u64, relation: Relation) -> Result<Tested> {
+    verify::test(
         &bn_relu(batch),
-        bn_rate_samples(o, batch),
-        o.seed + seed,
-        Estimator::Probes(4),
-        5..26,
-    )?;
-    let th = 0.5
-        * theory::norm::batch_norm_rate(Nonlinearity::Relu, batch)?
-            .lambda
-            .ln();
-    Ok((s, th))
+        &FittedRate {
+            range: 5..26,
+            estimator: Estimator::Probes(4),
+            form: RateForm::BatchNorm {
+                act: Nonlinearity::Relu,
+                batch,
+            },
+        },
+        relation,
+        &TestPolicy::new(bn_rate_samples(o, batch), o.seed + seed).with_bias_bound(0.0),
+    )
+}
+
+/// The closed form of a test, present by construction for observables that have one.
+fn closed(t: &Tested) -> Result<f64> {
+    t.closed_form
+        .as_ref()
+        .map(|c| c.value)
+        .ok_or_else(|| crate::Error::Unsupported("no closed form".into()))
 }
 
 /// The seed paper's batch-norm claim, by the per-layer rate past the transient (not a whole-net total,
 /// which mixes in the first layer's transient).
 pub fn batchnorm_rate_positive(o: &AuditOptions) -> Result<Evidence> {
-    let (s, th) = bn_rate(o, 16, 3)?;
-    Ok(Evidence::greater(
-        0.0,
-        s.mean,
-        s.stderr,
-        format!(
+    let t = bn_rate(o, 16, 3, Relation::Greater(0.0))?;
+    let (s, th) = (&t.sampled.summary, closed(&t)?);
+    Ok(Evidence {
+        detail: format!(
             "batch-ReLU MLP (dense -> batch norm -> relu), width 100, batch 16, depth 30: per-layer ln GSC rate fitted over layers 5..25 = {:.5} +- {:.5} over {} nets (closed form 1/2 ln lambda_G(16) = {th:.5}); GSC grows x{:.3} per layer; 4 probes; seed {}",
             s.mean, s.stderr, s.n, s.mean.exp(), o.seed + 3
         ),
-    )
+        ..t.evidence
+    }
     .with_figure("bn-rate"))
 }
 
 fn bn_rate_claim(o: &AuditOptions, batch: usize, seed: u64) -> Result<Evidence> {
-    let (s, th) = bn_rate(o, batch, seed)?;
-    Ok(Evidence::equality(
-        th,
-        s.mean,
-        s.stderr,
-        0.0,
-        format!(
+    let t = bn_rate(o, batch, seed, Relation::EqualsClosedForm)?;
+    let (s, th) = (&t.sampled.summary, closed(&t)?);
+    Ok(Evidence {
+        detail: format!(
             "batch-ReLU, width 100, batch {batch}, depth 30: closed-form per-layer rate 1/2 ln lambda_G({batch}) = {th:.5} (GSC {:.4}/layer); fitted over layers 5..25: {:.5} +- {:.5} over {} nets, 4 probes; no bias bound (theory/batch-norm.md: the width trend at B >= 16 is below this resolution); seed {}",
             th.exp(), s.mean, s.stderr, s.n, o.seed + seed
         ),
-    )
+        ..t.evidence
+    }
     .with_figure("bn-rate"))
 }
 
@@ -120,23 +108,27 @@ pub fn layer_norm_tanh(o: &AuditOptions) -> Result<Evidence> {
             Op::Act(Nonlinearity::Tanh),
         ],
     );
-    let p = predict(&net, &MfOptions::default())?;
-    let th = p.layers[15].log_gsc_layer;
     let samples = if o.quick { 24 } else { 96 };
-    let s = fitted_rates(&net, samples, o.seed + 22, Estimator::Exact, 5..26)?;
-    // Bias bound: the registry's a-priori finite-width bound kappa / n per layer (kappa = 1.5,
+    // Bias bound: the observable's a-priori finite-width bound kappa / n per layer (kappa = 1.5,
     // theory/verification.md; tanh is among the nonlinearities it was measured on).
-    let bias = 1.5 / 100.0;
-    Ok(Evidence::equality(
-        th,
-        s.mean,
-        s.stderr,
-        bias,
-        format!(
+    let t = verify::test(
+        &net,
+        &FittedRate {
+            range: 5..26,
+            estimator: Estimator::Exact,
+            form: RateForm::Layer(15),
+        },
+        Relation::EqualsClosedForm,
+        &TestPolicy::new(samples, o.seed + 22),
+    )?;
+    let (s, th, bias) = (&t.sampled.summary, closed(&t)?, t.evidence.bias_bound);
+    Ok(Evidence {
+        detail: format!(
             "dense -> layer norm -> tanh, width 100, depth 30: closed-form per-layer ln GSC = {th:.5} (GSC {:.6}); fitted over layers 5..25: {:.5} +- {:.5} over {} nets (GSC {:.4}); bias bound 1.5/n = {bias}; seed {}",
             th.exp(), s.mean, s.stderr, s.n, s.mean.exp(), o.seed + 22
         ),
-    ))
+        ..t.evidence
+    })
 }
 
 /// Blocks x + 0.8 (dense(3) -> tanh -> dense(1.5)): GSC_rho ~1.2-1.6 and k ~1.3-2.4 over six blocks, so
@@ -163,35 +155,31 @@ fn resnet_dtd(width: usize, blocks: usize) -> Network {
 /// 1/2 ln((k^2 GSC_s^2 + GSC_rho^2)/(k^2 + 1)), at the last block of a 6-block ResNet.
 pub fn pythagorean_block(o: &AuditOptions) -> Result<Evidence> {
     let net = resnet_dtd(100, 6);
-    let blocks = theory::blocks::block_predictions(&net, &MfOptions::default())?;
     let samples = if o.quick { 32 } else { 128 };
-    let ms = montecarlo::pythagorean::pythagorean(
+    // Block 6; bias bound 2/n, stated before measuring (the observable's derivation).
+    let t = verify::test(
         &net,
-        &McOptions {
-            samples,
-            seed: o.seed + 23,
+        &PythagoreanBlock {
+            block: 5,
             estimator: Estimator::Exact,
         },
+        Relation::EqualsClosedForm,
+        &TestPolicy::new(samples, o.seed + 23),
     )?;
-    let i = 5; // block 6
-    let (b, m) = (&blocks[i], &ms[i]);
-    let pred = b.gsc_block_pythagorean.ln();
-    let s = &m.log_gsc_block;
-    // Bias bound, stated before measuring: the per-sample formula error ln GSC_b - ln(Pythagorean) is
-    // second order in the cross terms cos_len, cos_jac, whose mean squares are 1/n and ~1/n^2
-    // (tests/norm.rs, pythagorean_cross_terms_shrink_with_width); bound 2/n.
-    let bias = 2.0 / 100.0;
-    Ok(Evidence::equality(
-        pred,
-        s.mean,
-        s.stderr,
-        bias,
-        format!(
+    let (s, m) = (&t.sampled.summary, &t.sampled);
+    let cf = t
+        .closed_form
+        .as_ref()
+        .ok_or_else(|| crate::Error::Unsupported("no closed form".into()))?;
+    let n = |v: Option<f64>| v.unwrap_or(f64::NAN);
+    Ok(Evidence {
+        detail: format!(
             "ResNet x + 0.8 (dense(3) -> tanh -> dense(1.5)), width 100, block 6 of 6: closed form k = {:.4}, GSC_s = 1, GSC_rho = {:.4}, Pythagorean GSC_block^2 = {:.5}; measured GSC_block^2 = {:.5} (ln GSC_block {:.5} +- {:.5}), measured k = {:.4}, per-sample formula error {:.5} +- {:.5} over {} nets; bias bound 2/n; seed {}",
-            b.k, b.gsc_branch, b.gsc_block_pythagorean.powi(2), (2.0 * s.mean).exp(), s.mean, s.stderr,
-            m.log_k.mean.exp(), m.pythagorean_error.mean, m.pythagorean_error.stderr, s.n, o.seed + 23
+            n(cf.note("k")), n(cf.note("gsc_branch")), n(cf.note("gsc_block")).powi(2), (2.0 * s.mean).exp(), s.mean, s.stderr,
+            n(m.note("k")), n(m.note("error")), n(m.note("error_se")), s.n, o.seed + 23
         ),
-    )
+        ..t.evidence
+    }
     .with_figure("resnet-dilution"))
 }
 
@@ -207,75 +195,32 @@ pub fn tanh_correlation(o: &AuditOptions) -> Result<Evidence> {
     })?;
     let mut net = net;
     net.input.batch = 8;
-    let p = theory::collapse::predict_collapse(&net, None)?;
-    let m =
-        montecarlo::collapse::measure_collapse(&net, if o.quick { 16 } else { 64 }, o.seed + 24)?;
-    let pred = p.layers[depth].c;
-    let s = &m.layers[depth].corr;
     // Bias bound of theory/collapse.md (tests/collapse.rs): (l / n) * predicted, relative.
-    let bias = depth as f64 / 256.0 * pred.abs();
-    Ok(Evidence::equality(
-        pred,
-        s.mean,
-        s.stderr,
-        bias,
-        format!(
+    let t = verify::test(
+        &net,
+        &obs::Correlation { layer: depth },
+        Relation::EqualsClosedForm,
+        &TestPolicy::new(if o.quick { 16 } else { 64 }, o.seed + 24),
+    )?;
+    let (s, pred, bias) = (&t.sampled.summary, closed(&t)?, t.evidence.bias_bound);
+    Ok(Evidence {
+        detail: format!(
             "tanh MLP, sigma_w^2 = 2, sigma_b^2 = 0.05 (chaotic), width 256, batch 8: mean pairwise correlation of layer-{depth} outputs predicted {pred:.5} (c* < 1: no collapse), measured {:.5} +- {:.5} over {} nets; bias bound (l/n) * predicted = {bias:.4}; seed {}",
             s.mean, s.stderr, s.n, o.seed + 24
         ),
-    )
+        ..t.evidence
+    }
     .with_figure("collapse"))
 }
 
-/// The tradeoff theorem, a closed-form consistency check (no measurement): on a grid of (phi, sigma_w^2,
-/// sigma_b^2) with an attracting fixed point q* > 0, the engine's per-layer GSC^2 at depth 400 (the
-/// length map iterated by `predict`) equals chi_1 of the fixed-point analysis, and the correlation fixed
-/// point c* of theory::phase is < 1 exactly when chi_1 > 1. (The correlation map is not iterated over 400
-/// layers here: that costs ~0.2 s per layer.)
+/// The tradeoff theorem, a closed-form consistency check (no measurement, `verify::consistency`): per-layer
+/// GSC^2 equals chi_1, and c* < 1 exactly when chi_1 > 1, over a grid with an attracting q* > 0.
 pub fn tradeoff_grid(_o: &AuditOptions) -> Result<Evidence> {
-    use theory::phase::{phase_point, PhaseOptions};
-    let mut worst: f64 = 0.0;
-    let mut checked = 0usize;
-    let mut sign_mismatch = 0usize;
-    for act in [
-        Nonlinearity::Tanh,
-        Nonlinearity::Erf,
-        Nonlinearity::Softplus,
-        Nonlinearity::Sigmoid,
-    ] {
-        for sw2 in [0.8, 1.0, 1.5, 2.0, 3.0] {
-            for sb2 in [0.01, 0.1, 0.5] {
-                let fp = theory::fixed_point::analyse(act, sw2, sb2);
-                let (theory::fixed_point::FixedPoint::Point { q }, Some(chi1)) =
-                    (&fp.fixed_point, fp.chi1)
-                else {
-                    continue;
-                };
-                if *q <= 0.0 || (chi1 - 1.0).abs() < 1e-6 {
-                    continue;
-                }
-                let depth = 400;
-                let net = Network::mlp(MlpSpec {
-                    act,
-                    width: 100,
-                    depth,
-                    sigma_w2: sw2,
-                    sigma_b2: sb2,
-                })?;
-                let p = predict(&net, &MfOptions::default())?;
-                let g2 = (2.0 * p.layers[depth].log_gsc_layer).exp();
-                worst = worst.max(((g2 - chi1) / chi1).abs());
-                let Some(cs) = phase_point(act, sw2, sb2, &PhaseOptions::default()).c_star else {
-                    sign_mismatch += 1;
-                    continue;
-                };
-                if (cs < 1.0) != (chi1 > 1.0) {
-                    sign_mismatch += 1;
-                }
-                checked += 1;
-            }
-        }
-    }
+    let verify::consistency::Tradeoff {
+        worst,
+        checked,
+        sign_mismatch,
+    } = verify::consistency::tradeoff_grid()?;
     let measured = worst + sign_mismatch as f64;
     Ok(Evidence::equality(
         0.0,
@@ -299,45 +244,36 @@ fn he_relu_100_50() -> Result<Network> {
     })
 }
 
-fn he_relu_measured(o: &AuditOptions) -> Result<Summary> {
-    let net = he_relu_100_50()?;
-    let m = montecarlo::simulate(
-        &net,
-        &McOptions {
-            samples: if o.quick { 160 } else { 400 },
-            seed: o.seed + 25,
-            estimator: Estimator::Exact,
-        },
-    )?;
-    Ok(m.layers[0].log_gsc_to_output)
+fn he_relu_samples(o: &AuditOptions) -> TestPolicy {
+    TestPolicy::new(if o.quick { 160 } else { 400 }, o.seed + 25)
 }
 
 /// The finite-width law of ln GSC(L, 0) (theory/finite-width.md) against the measurement.
 pub fn finite_width_relu(o: &AuditOptions) -> Result<Evidence> {
     let net = he_relu_100_50()?;
-    let p = theory::finite_width::predict_finite(
+    let t = verify::test(
         &net,
-        &theory::finite_width::FiniteOptions {
+        &FiniteWidthLaw {
+            layer: 0,
             spectra: if o.quick { 400 } else { 2000 },
             seed: o.seed + 26,
-            ..Default::default()
+            estimator: Estimator::Exact,
         },
+        Relation::EqualsClosedForm,
+        &he_relu_samples(o),
     )?;
-    let law = *p.log_gsc_to_output[0]
-        .law()
+    let s = &t.sampled.summary;
+    let law = t
+        .closed_form
+        .as_ref()
         .ok_or_else(|| crate::Error::Unsupported("finite law outside its validity".into()))?;
-    let s = he_relu_measured(o)?;
-    let se = (s.stderr.powi(2) + law.mean_se.powi(2)).sqrt();
-    Ok(Evidence::equality(
-        law.mean,
-        s.mean,
-        se,
-        0.0,
-        format!(
-            "He-ReLU MLP, width 100, depth 50: finite-width law ({:?}) E ln GSC(L, 0) = {:.4} +- {:.4} (its own sampling error), sd {:.4}; measured {:.4} +- {:.4} over {} nets (sd {:.4}); no bias bound (the law is exact up to its sampling error); seeds {}, {}",
-            p.method, law.mean, law.mean_se, law.sd, s.mean, s.stderr, s.n, s.sd, o.seed + 26, o.seed + 25
+    Ok(Evidence {
+        detail: format!(
+            "He-ReLU MLP, width 100, depth 50: finite-width law ({}) E ln GSC(L, 0) = {:.4} +- {:.4} (its own sampling error), sd {:.4}; measured {:.4} +- {:.4} over {} nets (sd {:.4}); no bias bound (the law is exact up to its sampling error); seeds {}, {}",
+            law.method, law.value, law.stderr, law.note("sd").unwrap_or(f64::NAN), s.mean, s.stderr, s.n, s.sd, o.seed + 26, o.seed + 25
         ),
-    )
+        ..t.evidence
+    }
     .with_figure("finite-width"))
 }
 
@@ -345,18 +281,23 @@ pub fn finite_width_relu(o: &AuditOptions) -> Result<Evidence> {
 /// contradicted (this is what the finite-width law is for).
 pub fn infinite_width_at_100(o: &AuditOptions) -> Result<Evidence> {
     let net = he_relu_100_50()?;
-    let p = predict(&net, &MfOptions::default())?;
-    let s = he_relu_measured(o)?;
-    Ok(Evidence::equality(
-        p.layers[0].log_gsc_to_output,
-        s.mean,
-        s.stderr,
-        0.0,
-        format!(
+    let t = verify::test(
+        &net,
+        &LnGscToOutput {
+            layer: 0,
+            estimator: Estimator::Exact,
+        },
+        Relation::EqualsClosedForm,
+        &he_relu_samples(o).with_bias_bound(0.0),
+    )?;
+    let s = &t.sampled.summary;
+    Ok(Evidence {
+        detail: format!(
             "He-ReLU MLP, width 100, depth 50: infinite-width ln GSC(L, 0) = {:.1e}, no finite-width allowance; measured {:.4} +- {:.4} over {} nets (same draws as derived/finite-width-relu); seed {}",
-            p.layers[0].log_gsc_to_output, s.mean, s.stderr, s.n, o.seed + 25
+            t.evidence.prediction, s.mean, s.stderr, s.n, o.seed + 25
         ),
-    )
+        ..t.evidence
+    }
     .with_figure("finite-width"))
 }
 
@@ -376,31 +317,31 @@ fn bn_tanh(width: usize, depth: usize) -> Network {
 /// The BSB1 rate for tanh (sphere quadrature) against the fitted per-layer rate at width 400.
 pub fn bn_tanh_rate_b16(o: &AuditOptions) -> Result<Evidence> {
     let width = 400;
-    let th = 0.5
-        * theory::norm::batch_norm_rate(Nonlinearity::Tanh, 16)?
-            .lambda
-            .ln();
     let samples = if o.quick { 8 } else { 24 };
-    let s = fitted_rates(
-        &bn_tanh(width, 30),
-        samples,
-        o.seed + 30,
-        Estimator::Probes(4),
-        5..26,
-    )?;
     // Bias bound 1/n per layer, stated in theory/batch-norm.md from the width trend at other widths
     // (the rate sits above lambda by ~0.5/n at B = 16).
     let bias = 1.0 / width as f64;
-    Ok(Evidence::equality(
-        th,
-        s.mean,
-        s.stderr,
-        bias,
-        format!(
+    let t = verify::test(
+        &bn_tanh(width, 30),
+        &FittedRate {
+            range: 5..26,
+            estimator: Estimator::Probes(4),
+            form: RateForm::BatchNorm {
+                act: Nonlinearity::Tanh,
+                batch: 16,
+            },
+        },
+        Relation::EqualsClosedForm,
+        &TestPolicy::new(samples, o.seed + 30).with_bias_bound(bias),
+    )?;
+    let (s, th) = (&t.sampled.summary, closed(&t)?);
+    Ok(Evidence {
+        detail: format!(
             "batch-tanh (sigma_w^2 = 1), width {width}, batch 16, depth 30: BSB1 per-layer rate 1/2 ln lambda(16) = {th:.5}; fitted over layers 5..25: {:.5} +- {:.5} over {} nets, 4 probes; bias bound 1/n = {bias}; seed {}",
             s.mean, s.stderr, s.n, o.seed + 30
         ),
-    )
+        ..t.evidence
+    }
     .with_figure("bn-rate"))
 }
 
@@ -409,28 +350,26 @@ pub fn bn_tanh_rate_b16(o: &AuditOptions) -> Result<Evidence> {
 pub fn bn_top_of_jacobian(o: &AuditOptions) -> Result<Evidence> {
     let width = 400;
     let net = bn_tanh(width, 2);
-    let p = predict(&net, &MfOptions::default())?;
-    let pred = p.layers[1].log_gsc_from_input;
-    let top = 0.5 * theory::sphere::bsb1(Nonlinearity::Tanh, 16).top.ln();
+    let top = obs::batch_norm_log_top(Nonlinearity::Tanh, 16);
     let samples = if o.quick { 60 } else { 200 };
-    let s = crate::verify::sampled::log_gsc_from_input(
-        &net,
-        samples,
-        o.seed + 31,
-        Estimator::Probes(4),
-        1,
-    )?;
     let bias = 1.5 / width as f64;
-    Ok(Evidence::equality(
-        pred,
-        s.mean,
-        s.stderr,
-        bias,
-        format!(
+    let t = verify::test(
+        &net,
+        &LnGscFromInput {
+            layer: 1,
+            estimator: Estimator::Probes(4),
+        },
+        Relation::EqualsClosedForm,
+        &TestPolicy::new(samples, o.seed + 31).with_bias_bound(bias),
+    )?;
+    let (s, pred) = (&t.sampled.summary, closed(&t)?);
+    Ok(Evidence {
+        detail: format!(
             "dense -> batch norm -> tanh, width {width}, batch 16: ln GSC(1, 0) closed form {pred:.5} (of which 1/2 ln top = {top:.5}; without the factor {:.5}); measured {:.5} +- {:.5} over {} nets, 4 probes; bias bound 1.5/n = {bias}; seed {}",
             pred - top, s.mean, s.stderr, s.n, o.seed + 31
         ),
-    ))
+        ..t.evidence
+    })
 }
 
 /// Dynamical isometry (Pennington et al. 2017; theory/orthogonal.md): the normalised variance of the
@@ -452,20 +391,24 @@ pub fn orthogonal_isometry(o: &AuditOptions) -> Result<Evidence> {
             Op::Act(Nonlinearity::Relu),
         ],
     );
-    let th = theory::isometry::isometry_moments(&net)?;
     let samples = if o.quick { 40 } else { 120 };
-    let ms = montecarlo::isometry::jacobian_moments(&net, samples, o.seed + 32)?;
-    let (meas, se) = montecarlo::isometry::normalised_variance(&ms)
-        .ok_or_else(|| crate::Error::Unsupported("isometry: fewer than two samples".into()))?;
-    let bias = 4.0 * l as f64 / n as f64 * (1.0 + th.rel_var);
-    Ok(Evidence::equality(
-        th.rel_var,
-        meas,
-        se,
-        bias,
-        format!(
+    let t = verify::test(
+        &net,
+        &IsometryVariance,
+        Relation::EqualsClosedForm,
+        &TestPolicy::new(samples, o.seed + 32),
+    )?;
+    let (meas, se, rel_var) = (
+        t.sampled.summary.mean,
+        t.sampled.summary.stderr,
+        closed(&t)?,
+    );
+    let bias = t.evidence.bias_bound;
+    Ok(Evidence {
+        detail: format!(
             "relu MLP, orthogonal weights, sigma_w^2 = 2, width {n}, depth {l}: closed-form sigma^2_JJT / m_1^2 = {:.4} (Gaussian weights: {}); measured mean(m_2)/mean(m_1)^2 - 1 = {meas:.4} +- {se:.4} over {} nets (exact Jacobians); bias bound 4L/n (1 + rel_var) = {bias:.3}; seed {}",
-            th.rel_var, 2 * l, ms.len(), o.seed + 32
+            rel_var, 2 * l, t.sampled.summary.n, o.seed + 32
         ),
-    ))
+        ..t.evidence
+    })
 }

@@ -9,9 +9,8 @@
 use super::{AuditOptions, Claim, ClaimTest, Evidence, Source};
 use crate::arch::{MlpSpec, Network};
 use crate::error::{Error, Result};
-use crate::montecarlo::{simulate, Estimator, McOptions};
-use crate::theory::{predict, MfOptions};
-use crate::verify::CheckPolicy;
+pub use crate::verify::Relation;
+use crate::verify::{self, Estimator, TestPolicy};
 use crate::Nonlinearity;
 use serde::Deserialize;
 use std::path::Path;
@@ -71,19 +70,6 @@ pub enum Observable {
     EveryLayer,
 }
 
-/// How the measurement relates to the claim's value.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Relation {
-    /// Significantly above the value.
-    Greater(f64),
-    /// Significantly below the value.
-    Less(f64),
-    /// Equal to the closed form (theory engine) within noise plus the bias bound.
-    EqualsClosedForm,
-    /// Equal to a stated value within noise plus the bias bound.
-    Equals(f64),
-}
-
 /// A claim stated as data: network, observable, relation, sample size, seed offset.
 #[derive(Clone, Debug)]
 pub struct Spec {
@@ -114,56 +100,37 @@ impl Spec {
                 super::architecture_check(net, &self.network_label, samples, seed, self.estimator)?;
             return Ok(self.with_figure(e));
         }
-        let m = simulate(
-            net,
-            &McOptions {
-                samples,
-                seed,
-                estimator: self.estimator,
-            },
-        )?;
         let depth = net.depth();
-        let (s, what) = match self.observable {
-            Observable::LnGsc => (&m.layers[0].log_gsc_to_output, "ln GSC(L, 0)"),
-            Observable::SqNorm => (&m.layers[depth].sq_norm, "||f_L||^2/n_L"),
+        let obs: Box<dyn crate::verify::Observable> = match self.observable {
+            Observable::LnGsc => Box::new(verify::observable::LnGscToOutput {
+                layer: 0,
+                estimator: self.estimator,
+            }),
+            Observable::SqNorm => Box::new(verify::observable::SqNorm {
+                layer: depth,
+                estimator: self.estimator,
+            }),
             Observable::EveryLayer => unreachable!("handled above"),
         };
-        let span: f64 = net.widths()[1..].iter().map(|&n| 1.0 / n as f64).sum();
-        let kappa = CheckPolicy::default().kappa;
-        let detail = |rel: String| {
-            format!(
-                "{}: {what} {rel}; measured {:.4} +- {:.4} over {} nets ({} degenerate); seed {seed}",
-                self.network_label, s.mean, s.stderr, m.samples, m.degenerate
-            )
+        let mut policy = TestPolicy::new(samples, seed);
+        policy.bias_bound = self.bias_bound;
+        let t = verify::test(net, obs.as_ref(), self.relation, &policy)?;
+        let s = &t.sampled.summary;
+        let what = obs.name();
+        let rel = match self.relation {
+            Relation::Greater(v) => format!("> {v}"),
+            Relation::Less(v) => format!("< {v}"),
+            Relation::Equals(v) => format!("= {v}, bias bound {:.3e}", t.evidence.bias_bound),
+            Relation::EqualsClosedForm => format!(
+                "= closed form {:.6}, bias bound {:.3e}",
+                t.evidence.prediction, t.evidence.bias_bound
+            ),
         };
-        let equality = |v: f64, rel: String| {
-            let bias = self.bias_bound.unwrap_or(match self.observable {
-                Observable::SqNorm => kappa * span * v.abs(),
-                _ => kappa * span,
-            });
-            Evidence::equality(
-                v,
-                s.mean,
-                s.stderr,
-                bias,
-                detail(format!("{rel}, bias bound {bias:.3e}")),
-            )
-        };
-        let e = match self.relation {
-            Relation::Greater(v) => {
-                Evidence::greater(v, s.mean, s.stderr, detail(format!("> {v}")))
-            }
-            Relation::Less(v) => Evidence::less(v, s.mean, s.stderr, detail(format!("< {v}"))),
-            Relation::Equals(v) => equality(v, format!("= {v}")),
-            Relation::EqualsClosedForm => {
-                let p = predict(net, &MfOptions::default())?;
-                let v = match self.observable {
-                    Observable::LnGsc => p.layers[0].log_gsc_to_output,
-                    _ => p.layers[depth].sq_norm,
-                };
-                equality(v, format!("= closed form {v:.6}"))
-            }
-        };
+        let mut e = t.evidence.clone();
+        e.detail = format!(
+            "{}: {what} {rel}; measured {:.4} +- {:.4} over {} nets ({} degenerate); seed {seed}",
+            self.network_label, s.mean, s.stderr, t.sampled.samples, t.sampled.degenerate
+        );
         Ok(self.with_figure(e))
     }
 

@@ -13,11 +13,11 @@ mod file;
 mod registry;
 pub mod training;
 
+pub use crate::verify::{Evidence, TestKind};
 pub use file::{load_claims, parse_claims, Observable, Relation, Spec};
 pub use registry::{builtin_test, registry, AuditOptions, REGISTRY_TOML};
 
 use crate::error::Result;
-use crate::stats::p_two_sided;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -33,6 +33,11 @@ pub enum Source {
     User,
 }
 
+/// A claim's verdict: a presentation of `verify`'s evidence after Holm's procedure over all claims, not a
+/// second comparison. For an equality claim `Contradicted` is `verify::Verdict::Disagree` at the claim's
+/// Holm threshold and `Supported` is `Agree` (or `CannotFail` when the tolerance covers the whole effect);
+/// for a directional claim `Supported` is a significant excess beyond the threshold (theory/verification.md,
+/// "The observable layer").
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
@@ -42,120 +47,6 @@ pub enum Verdict {
     NotTestable,
     /// An equality claim whose tolerance covers its whole predicted effect: it could not have failed.
     CannotFail,
-}
-
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum TestKind {
-    /// The prediction equals the measurement (up to the stated bias bound).
-    Equality,
-    /// The measurement exceeds `prediction` (the threshold), e.g. ln GSC > 0.
-    Greater,
-    /// The measurement is below `prediction` (the threshold).
-    Less,
-}
-
-/// What a claim's test measured.
-#[derive(Clone, Debug, Serialize)]
-pub struct Evidence {
-    pub kind: TestKind,
-    /// The closed-form value (equality) or the threshold (greater).
-    pub prediction: f64,
-    pub measurement: f64,
-    pub stderr: f64,
-    /// Finite-width bias bound allowed on top of sampling noise (equality claims).
-    pub bias_bound: f64,
-    /// Signed (measurement - prediction) / stderr.
-    pub z: f64,
-    /// Equality claims: the smallest |measurement - prediction| the claim's test rejects at its Holm
-    /// threshold, bias_bound + z * stderr (set by `apply_holm`). A claim whose resolution is at least
-    /// |prediction| (prediction != 0) cannot fail: its allowance swallows the whole predicted effect.
-    pub resolution: Option<f64>,
-    /// p-value of the claim's null hypothesis, under a normal sample mean. Equality: two-sided, of "the
-    /// closed form is right", judged on the excess of |measurement - prediction| over the bias bound (small
-    /// p contradicts the claim). Greater / less: one-sided, of "the measurement is not beyond the threshold"
-    /// (small p supports the claim).
-    pub p_value: f64,
-    /// What was measured, in words, with the configuration and seed.
-    pub detail: String,
-    /// A figure that shows it, if any.
-    pub figure: Option<String>,
-}
-
-impl Evidence {
-    /// An equality test: the null "prediction is right" is judged on the excess of |diff| over the bias
-    /// bound.
-    pub fn equality(
-        prediction: f64,
-        measurement: f64,
-        stderr: f64,
-        bias_bound: f64,
-        detail: String,
-    ) -> Evidence {
-        let diff = measurement - prediction;
-        let excess = (diff.abs() - bias_bound).max(0.0);
-        let p_value = if stderr > 0.0 {
-            p_two_sided(excess / stderr)
-        } else if excess == 0.0 {
-            1.0
-        } else {
-            0.0
-        };
-        Evidence {
-            kind: TestKind::Equality,
-            prediction,
-            measurement,
-            stderr,
-            bias_bound,
-            z: if stderr > 0.0 { diff / stderr } else { 0.0 },
-            resolution: None,
-            p_value,
-            detail,
-            figure: None,
-        }
-    }
-
-    /// A one-sided test that the measurement exceeds `threshold`.
-    pub fn greater(threshold: f64, measurement: f64, stderr: f64, detail: String) -> Evidence {
-        let z = if stderr > 0.0 {
-            (measurement - threshold) / stderr
-        } else if measurement > threshold {
-            f64::INFINITY
-        } else {
-            f64::NEG_INFINITY
-        };
-        // One-sided p-value of H0: measurement <= threshold.
-        let p_value = 0.5 * libm::erfc(z / std::f64::consts::SQRT_2);
-        Evidence {
-            kind: TestKind::Greater,
-            prediction: threshold,
-            measurement,
-            stderr,
-            bias_bound: 0.0,
-            z,
-            resolution: None,
-            p_value,
-            detail,
-            figure: None,
-        }
-    }
-
-    /// A one-sided test that the measurement is below `threshold`.
-    pub fn less(threshold: f64, measurement: f64, stderr: f64, detail: String) -> Evidence {
-        let g = Evidence::greater(-threshold, -measurement, stderr, detail);
-        Evidence {
-            kind: TestKind::Less,
-            prediction: threshold,
-            measurement,
-            z: -g.z,
-            ..g
-        }
-    }
-
-    pub fn with_figure(mut self, name: &str) -> Evidence {
-        self.figure = Some(name.to_string());
-        self
-    }
 }
 
 /// A built-in measurement, named in a claims file by `test = "..."`.
@@ -325,7 +216,7 @@ pub struct AuditReport {
 /// A user's architecture as a claim: the closed form agrees with the measurement at every layer.
 /// The p-value is the Bonferroni-adjusted smallest p over the per-layer comparisons of `verify::check`.
 pub fn architecture_claim(net: &crate::Network, name: &str, o: &AuditOptions) -> Result<Evidence> {
-    use crate::montecarlo::Estimator;
+    use crate::verify::Estimator;
     // A batch-coupled net's Jacobian is of the whole batch map (n B wide): probes, as in examples/README.md.
     let estimator = if net.batch_coupled() {
         Estimator::Probes(4)
@@ -341,70 +232,16 @@ pub fn architecture_claim(net: &crate::Network, name: &str, o: &AuditOptions) ->
     )
 }
 
-/// The closed form against the measurement at every layer (`verify::check`), as one equality claim.
+/// The closed form against the measurement at every layer (`verify::check`), as one equality claim
+/// (`verify::every_layer`).
 pub fn architecture_check(
     net: &crate::Network,
     name: &str,
     samples: usize,
     seed: u64,
-    estimator: crate::montecarlo::Estimator,
+    estimator: crate::verify::Estimator,
 ) -> Result<Evidence> {
-    let (p, m) = crate::verify::predict_and_measure(net, samples, seed, estimator)?;
-    let r = crate::verify::check(net, &p, &m, &crate::verify::CheckPolicy::default());
-    let n = r.comparisons.len().max(1) as f64;
-    let worst = r
-        .comparisons
-        .iter()
-        .map(|c| {
-            let excess = ((c.measured - c.predicted).abs() - c.bias_bound).max(0.0);
-            let pv = if c.stderr > 0.0 {
-                p_two_sided(excess / c.stderr)
-            } else if excess == 0.0 {
-                1.0
-            } else {
-                0.0
-            };
-            (pv, c)
-        })
-        .min_by(|a, b| a.0.total_cmp(&b.0));
-    let Some((pmin, c)) = worst else {
-        return Err(crate::Error::Unsupported("nothing to compare".into()));
-    };
-    let mut e = Evidence::equality(
-        c.predicted,
-        c.measured,
-        c.stderr,
-        c.bias_bound,
-        format!(
-            "{name}: {} comparisons ({} agree, {} disagree at family rate 1e-3); worst: {} at layer {}: predicted {:.4}, measured {:.4} +- {:.4}; {} nets, seed {}",
-            r.comparisons.len(),
-            r.agree,
-            r.disagree,
-            c.quantity,
-            c.layer,
-            c.predicted,
-            c.measured,
-            c.stderr,
-            m.samples,
-            seed
-        ),
-    );
-    e.p_value = (pmin * n).min(1.0);
-    if net.layers.iter().any(|l| has_kappa_invalid_act(&l.ops)) {
-        // theory/finite-width.md measures the 1/n coefficient of gelu/silu well above kappa = 1.5, so
-        // `verify::check`'s bias bound is not a valid allowance for them (theory/verification.md).
-        e.detail.push_str("; caution: the net contains gelu/silu, for which the kappa = 1.5 finite-width bias bound is not valid (theory/finite-width.md): a 'contradicted' here may be finite-width bias, not a wrong closed form");
-    }
-    Ok(e)
-}
-
-fn has_kappa_invalid_act(ops: &[crate::arch::Op]) -> bool {
-    use crate::arch::Op;
-    ops.iter().any(|op| match op {
-        Op::Act(a) => matches!(a, crate::Nonlinearity::Gelu | crate::Nonlinearity::Silu),
-        Op::Residual(r) => has_kappa_invalid_act(&r.branch),
-        _ => false,
-    })
+    crate::verify::every_layer(net, name, samples, seed, estimator)
 }
 
 /// Runs every built-in claim (and the user's architectures), then Holm over the tested ones. `progress`

@@ -6,9 +6,8 @@ use super::ClaimTestFn as ClaimTest;
 use super::{Claim, Evidence};
 use crate::arch::{Dense, Init, InputModel, Layer, MlpSpec, Network, Op, Residual, Skip};
 use crate::error::Result;
-use crate::montecarlo::{simulate, Estimator, McOptions, Measurement};
-use crate::theory::{self, predict, MfOptions};
-use crate::verify::CheckPolicy;
+use crate::verify::observable::{FinalCosine, LnGscToOutput, Sampled, SqNorm};
+use crate::verify::{self, CheckPolicy, Estimator, Observable, Relation, TestPolicy};
 use crate::Nonlinearity;
 
 /// Options of one audit run.
@@ -29,7 +28,8 @@ impl AuditOptions {
     }
 }
 
-fn dense(width: usize, sigma_w2: f64) -> Op {
+/// A bias-free Gaussian dense op (the claims' one builder of it).
+pub(super) fn dense(width: usize, sigma_w2: f64) -> Op {
     Op::Dense(Dense {
         width,
         sigma_w2,
@@ -54,7 +54,8 @@ fn mlp(
     })
 }
 
-fn stack(width: usize, batch: usize, depth: usize, ops: Vec<Op>) -> Network {
+/// `depth` identical layers of `ops` on an uncorrelated Gaussian input of `width` x `batch`.
+pub(super) fn stack(width: usize, batch: usize, depth: usize, ops: Vec<Op>) -> Network {
     Network {
         input: InputModel {
             width,
@@ -66,15 +67,13 @@ fn stack(width: usize, batch: usize, depth: usize, ops: Vec<Op>) -> Network {
     }
 }
 
-fn measure(net: &Network, samples: usize, seed: u64, estimator: Estimator) -> Result<Measurement> {
-    simulate(
-        net,
-        &McOptions {
-            samples,
-            seed,
-            estimator,
-        },
-    )
+/// ln GSC(L, 0) of `samples` sampled networks.
+fn ln_gsc(net: &Network, samples: usize, seed: u64, estimator: Estimator) -> Result<Sampled> {
+    LnGscToOutput {
+        layer: 0,
+        estimator,
+    }
+    .monte_carlo(net, samples, seed)
 }
 
 /// The finite-width bias bound of theory/verification.md for a quantity spanning `layers` layers of width n.
@@ -90,26 +89,28 @@ fn gsc_matches(
     seed: u64,
     what: &str,
 ) -> Result<Evidence> {
-    let p = predict(net, &MfOptions::default())?;
-    let m = measure(net, o.samples(samples), o.seed + seed, Estimator::Exact)?;
-    let s = &m.layers[0].log_gsc_to_output;
-    let widths = net.widths();
-    let span: f64 = widths[1..].iter().map(|&n| 1.0 / n as f64).sum();
-    let bias = CheckPolicy::default().kappa * span;
-    Ok(Evidence::equality(
-        p.layers[0].log_gsc_to_output,
-        s.mean,
-        s.stderr,
-        bias,
-        format!(
+    // Bias bound: the observable's kappa * (sum of 1/n over the layers spanned).
+    let t = verify::test(
+        net,
+        &LnGscToOutput {
+            layer: 0,
+            estimator: Estimator::Exact,
+        },
+        Relation::EqualsClosedForm,
+        &TestPolicy::new(o.samples(samples), o.seed + seed),
+    )?;
+    let s = &t.sampled.summary;
+    Ok(Evidence {
+        detail: format!(
             "{what}: predicted ln GSC(L, 0) = {:.4}, measured {:.4} +- {:.4} over {} nets; seed {}",
-            p.layers[0].log_gsc_to_output,
+            t.evidence.prediction,
             s.mean,
             s.stderr,
-            m.samples,
+            t.sampled.samples,
             o.seed + seed
         ),
-    ))
+        ..t.evidence
+    })
 }
 
 fn layer_tanh(width: usize, depth: usize) -> Network {
@@ -128,21 +129,29 @@ fn layer_tanh(width: usize, depth: usize) -> Network {
 fn collapsing_domain(o: &AuditOptions) -> Result<Evidence> {
     // He-ReLU has GSC exactly 1 at infinite width (no explosion) ...
     let mut net = mlp(Nonlinearity::Relu, 100, 50, 2.0, 0.0)?;
-    let p = predict(&net, &MfOptions::default())?;
+    let gsc = LnGscToOutput {
+        layer: 0,
+        estimator: Estimator::Exact,
+    }
+    .closed_form(&net, &CheckPolicy::default())?
+    .ok_or_else(|| crate::Error::Unsupported("no closed form".into()))?
+    .value;
     // ... and two independent inputs (correlation ~0) become nearly parallel.
     net.input.batch = 2;
     let seed = o.seed + 4;
-    let cs = crate::verify::sampled::final_cosine(&net, o.samples(64), seed)?;
-    let (c, se) = (cs.mean, cs.stderr);
-    Ok(Evidence::greater(
-        0.9,
-        c,
-        se,
-        format!(
-            "He-ReLU MLP, width 100, depth 50: predicted ln GSC(L, 0) = {:.1e} (no explosion), yet two independent inputs end with cosine similarity {c:.4} +- {se:.4} (threshold 0.9); seed {seed}",
-            p.layers[0].log_gsc_to_output
+    let t = verify::test(
+        &net,
+        &FinalCosine,
+        Relation::Greater(0.9),
+        &TestPolicy::new(o.samples(64), seed),
+    )?;
+    let (c, se) = (t.sampled.summary.mean, t.sampled.summary.stderr);
+    Ok(Evidence {
+        detail: format!(
+            "He-ReLU MLP, width 100, depth 50: predicted ln GSC(L, 0) = {gsc:.1e} (no explosion), yet two independent inputs end with cosine similarity {c:.4} +- {se:.4} (threshold 0.9); seed {seed}"
         ),
-    ))
+        ..t.evidence
+    })
 }
 
 fn resnet_tanh(width: usize, blocks: usize) -> Network {
@@ -165,12 +174,9 @@ fn resnet_tanh(width: usize, blocks: usize) -> Network {
 
 fn resnet_smaller(o: &AuditOptions) -> Result<Evidence> {
     let n = o.samples(64);
-    let plain = measure(&layer_tanh(100, 50), n, o.seed + 5, Estimator::Exact)?;
-    let res = measure(&resnet_tanh(100, 50), n, o.seed + 6, Estimator::Exact)?;
-    let (a, b) = (
-        &plain.layers[0].log_gsc_to_output,
-        &res.layers[0].log_gsc_to_output,
-    );
+    let plain = ln_gsc(&layer_tanh(100, 50), n, o.seed + 5, Estimator::Exact)?;
+    let res = ln_gsc(&resnet_tanh(100, 50), n, o.seed + 6, Estimator::Exact)?;
+    let (a, b) = (&plain.summary, &res.summary);
     let diff = a.mean - b.mean;
     let se = (a.stderr.powi(2) + b.stderr.powi(2)).sqrt();
     Ok(Evidence::greater(
@@ -202,43 +208,55 @@ fn pythagorean(o: &AuditOptions) -> Result<Evidence> {
 const SELU_WIDTH: usize = 1024;
 
 fn gsc2_is_chi1(o: &AuditOptions) -> Result<Evidence> {
-    let fp = theory::fixed_point::analyse(Nonlinearity::Selu, 1.0, 0.0);
-    let chi1 = fp.chi1.unwrap_or(f64::NAN);
+    let chi1 = verify::observable::chi1(Nonlinearity::Selu, 1.0, 0.0).ok_or_else(|| {
+        crate::Error::Unsupported("SELU at sigma_w^2 = 1 has no attracting fixed point".into())
+    })?;
     let depth = 8;
     let net = mlp(Nonlinearity::Selu, SELU_WIDTH, depth, 1.0, 0.0)?;
-    let m = measure(&net, o.samples(128), o.seed + 9, Estimator::Probes(4))?;
-    let s = &m.layers[0].log_gsc_to_output;
-    Ok(Evidence::equality(
-        0.5 * depth as f64 * chi1.ln(),
-        s.mean,
-        s.stderr,
-        bias_bound(depth, SELU_WIDTH),
-        format!(
+    let t = verify::test(
+        &net,
+        &LnGscToOutput {
+            layer: 0,
+            estimator: Estimator::Probes(4),
+        },
+        Relation::Equals(0.5 * depth as f64 * chi1.ln()),
+        &TestPolicy::new(o.samples(128), o.seed + 9).with_bias_bound(bias_bound(depth, SELU_WIDTH)),
+    )?;
+    let s = &t.sampled.summary;
+    Ok(Evidence {
+        detail: format!(
             "SELU at its fixed point q* = 1: ln GSC(L, 0) = (L/2) ln chi_1 with chi_1 = {chi1:.12}; measured {:.4} +- {:.4} at width {SELU_WIDTH}, depth {depth} (4 probes); seed {}",
             s.mean,
             s.stderr,
             o.seed + 9
         ),
-    ))
+        ..t.evidence
+    })
 }
 
 fn selu_fixed_point(o: &AuditOptions) -> Result<Evidence> {
     let depth = 8;
     let net = mlp(Nonlinearity::Selu, SELU_WIDTH, depth, 1.0, 0.0)?;
-    let m = measure(&net, o.samples(128), o.seed + 10, Estimator::Probes(2))?;
-    let s = &m.layers[depth].sq_norm;
-    Ok(Evidence::equality(
-        1.0,
-        s.mean,
-        s.stderr,
-        bias_bound(depth, SELU_WIDTH),
-        format!(
+    let t = verify::test(
+        &net,
+        &SqNorm {
+            layer: depth,
+            estimator: Estimator::Probes(2),
+        },
+        Relation::Equals(1.0),
+        &TestPolicy::new(o.samples(128), o.seed + 10)
+            .with_bias_bound(bias_bound(depth, SELU_WIDTH)),
+    )?;
+    let s = &t.sampled.summary;
+    Ok(Evidence {
+        detail: format!(
             "SELU, sigma_w^2 = 1, inputs with ||x||^2/n = 1: ||f_L||^2/n stays 1; measured {:.4} +- {:.4} at width {SELU_WIDTH}, depth {depth}; seed {}",
             s.mean,
             s.stderr,
             o.seed + 10
         ),
-    ))
+        ..t.evidence
+    })
 }
 
 fn scale_invariance(o: &AuditOptions) -> Result<Evidence> {

@@ -1,5 +1,4 @@
 use super::{fmt, McArgs, NetArgs};
-use gradscale::theory::{predict, MfOptions};
 use gradscale::verify::finite::{check_finite, FiniteVerdict};
 use gradscale::verify::{check, CheckPolicy, Verdict};
 use gradscale::Result;
@@ -24,7 +23,7 @@ pub struct Args {
 
 pub fn run(a: &Args) -> Result<String> {
     let (net, names) = a.net.network_named()?;
-    let mut p = predict(&net, &MfOptions::default())?;
+    let mut p = gradscale::verify::closed_form(&net)?;
     let m = match &a.mc.weights {
         Some(w) => {
             p.notes.push(format!(

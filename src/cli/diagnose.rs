@@ -30,7 +30,7 @@ pub struct Args {
 /// distribution, per layer.
 struct Given {
     weights: String,
-    measurement: gradscale::montecarlo::Measurement,
+    measurement: gradscale::verify::Measurement,
     predicted: Vec<f64>,
 }
 
@@ -58,7 +58,7 @@ fn given(
         return Ok(None);
     };
     let m = super::simulate::measure_given(net, names, &a.mc, w)?;
-    let p = gradscale::theory::predict(net, &gradscale::theory::MfOptions::default())?;
+    let p = gradscale::verify::closed_form(net)?;
     Ok(Some(Given {
         weights: w.display().to_string(),
         measurement: m,

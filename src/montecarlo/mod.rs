@@ -21,9 +21,15 @@ pub use normal::fill_normal;
 #[allow(unused_imports)]
 pub(crate) use ops::{batch_norm_tangent, layer_norm_tangent, normalise, scale_by, scale_rows};
 pub use ops::{OpCache, OpParams, Sample};
+// The per-sample internals. `forward_rescaled` and `jacobian_norms` serve only this engine (not re-exported
+// from the private `sample` module). The others stay
+// public because the training engine, the depth analysis and the integration tests (which compare
+// one sampled network against autodiff or a hand computation) drive single samples; experiments over many
+// samples go through `verify` (`verify::sampled`, `verify::observable`), not these.
+pub(crate) use sample::forward_rescaled;
 pub use sample::{
-    draw_input, draw_params, forward, forward_rescaled, jacobian_batch, jacobian_norms, outcome,
-    run_sample, JacobianNorms, NetParams, SampleOutcome, Trace,
+    draw_input, draw_params, forward, jacobian_batch, outcome, run_sample, NetParams,
+    SampleOutcome, Trace,
 };
 
 use crate::arch::Network;

@@ -229,7 +229,7 @@ impl Nonlinearity {
         match *self {
             Relu | LeakyRelu { .. } | Selu | Elu { .. } => &[0.0],
             HardTanh => &[-1.0, 1.0],
-            _ => &[],
+            Linear | Tanh | Sigmoid | Softplus | Gelu | Silu | Erf => &[],
         }
     }
 
@@ -356,7 +356,7 @@ impl Nonlinearity {
             LeakyRelu { slope } => (1.0, slope),
             Selu => (SELU_LAMBDA, SELU_LAMBDA * SELU_ALPHA),
             Elu { alpha } => (1.0, alpha),
-            _ => {
+            Linear | Tanh | Sigmoid | Softplus | Gelu | Silu | Erf | HardTanh => {
                 let d = self.dphi(0.0);
                 (d, d)
             }
@@ -389,7 +389,7 @@ impl Nonlinearity {
                 2.0 * std::f64::consts::SQRT_2 / std::f64::consts::PI.sqrt(),
             )),
             HardTanh => Some((1.0, -1.0, 2.0)),
-            _ => None,
+            Linear | Relu | LeakyRelu { .. } | Softplus | Selu | Elu { .. } | Gelu | Silu => None,
         }
     }
 }

@@ -204,7 +204,15 @@ impl Nonlinearity {
             Sigmoid => Some(0.5),
             // Stein: E[x Phi(x)] = q E[pdf(x)] = q / sqrt(2 pi (1 + q)).
             Gelu => Some(q * C0 / (1.0 + q).sqrt()),
-            _ => self.closed_moments(q).map(|m| m.mean),
+            Linear
+            | Relu
+            | LeakyRelu { .. }
+            | Softplus
+            | Selu
+            | Elu { .. }
+            | Silu
+            | Erf
+            | HardTanh => self.closed_moments(q).map(|m| m.mean),
         }
     }
 
@@ -327,7 +335,7 @@ impl Nonlinearity {
                 let pp = (2.0 / PI) * (2.0 * q12).atan2(det.sqrt());
                 (pp, (4.0 / PI) / det.sqrt())
             }
-            _ => {
+            Tanh | Sigmoid | Softplus | Selu | Elu { .. } | Gelu | Silu | HardTanh => {
                 let k = self.kinks();
                 let both = |x: f64| [self.phi(x), self.dphi(x)];
                 // Equal variances and a smooth phi (every correlation map): Mehler's series, when its

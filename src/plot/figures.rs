@@ -4,8 +4,8 @@
 use super::{Figure, Series};
 use crate::arch::{Dense, Init, InputModel, Layer, MlpSpec, Network, Op, Residual, Skip};
 use crate::error::{Error, Result};
-use crate::montecarlo::{simulate, Estimator, McOptions};
-use crate::theory::{predict, MfOptions};
+use crate::verify::observable::{self as obs, LnGscToOutput, Observable};
+use crate::verify::Estimator;
 use crate::Nonlinearity;
 
 /// What every figure needs to know.
@@ -102,6 +102,16 @@ pub const FAMILIES: [(&str, &str); 18] = [
         include_str!("../../examples/resnet-batch-selu.toml"),
     ),
 ];
+
+/// Measured ln GSC(L, 0) of `samples` networks (exact Jacobians).
+fn ln_gsc(net: &Network, samples: usize, seed: u64) -> Result<crate::stats::Summary> {
+    Ok(LnGscToOutput {
+        layer: 0,
+        estimator: Estimator::Exact,
+    }
+    .monte_carlo(net, samples, seed)?
+    .summary)
+}
 
 /// Probes for batch-coupled networks (whose Jacobian is of the whole batch map, dim n * B); exact otherwise.
 fn estimator_for(net: &Network) -> Estimator {
@@ -247,10 +257,9 @@ fn gsc_depth(o: &FigureOptions) -> Result<Figure> {
 }
 
 /// Finite width: the measured mean ln GSC(L, 0) of He-ReLU nets against width, through the finite-width law
-/// of the same networks (theory::finite_width: the exact route for bias-free relu, a sampled reduced
+/// of the same networks (theory/finite-width.md: the exact route for bias-free relu, a sampled reduced
 /// product of Bartlett factors), next to the infinite-width value 0.
 fn gsc_width(o: &FigureOptions) -> Result<Figure> {
-    use crate::theory::finite_width::{predict_finite, FiniteOptions};
     let widths: Vec<usize> = if o.quick {
         vec![10, 30, 100]
     } else {
@@ -276,25 +285,10 @@ fn gsc_width(o: &FigureOptions) -> Result<Figure> {
         let mut law = Vec::new();
         for (j, &w) in widths.iter().enumerate() {
             let net = he_relu(w, depth)?;
-            let m = simulate(
-                &net,
-                &McOptions {
-                    samples,
-                    seed: o.seed + 100 * i as u64 + j as u64,
-                    estimator: Estimator::Exact,
-                },
-            )?;
-            let s = &m.layers[0].log_gsc_to_output;
+            let s = &ln_gsc(&net, samples, o.seed + 100 * i as u64 + j as u64)?;
             pts.push((w as f64, s.mean));
             bars.push((s.mean - Z95 * s.stderr, s.mean + Z95 * s.stderr));
-            let f = predict_finite(
-                &net,
-                &FiniteOptions {
-                    spectra,
-                    seed: o.seed + 1000 + 100 * i as u64 + j as u64,
-                    ..FiniteOptions::default()
-                },
-            )?;
+            let f = obs::finite_law(&net, spectra, o.seed + 1000 + 100 * i as u64 + j as u64)?;
             match f.log_gsc_to_output.first().and_then(|v| v.law()) {
                 Some(l) => law.push((w as f64, l.mean)),
                 None => outside.push(format!("depth {depth} n={w}")),
@@ -379,7 +373,7 @@ fn resnet_dilution(o: &FigureOptions) -> Result<Figure> {
             ops: branch.clone(),
         }],
     };
-    let pb = predict(&branch_net, &MfOptions::default())?;
+    let pb = crate::verify::closed_form(&branch_net)?;
     let gsc_rho = pb.layers[0].log_gsc_to_output.exp();
     let q_rho = pb.layers[1].sq_norm;
     let alphas: Vec<f64> = if o.quick {
@@ -398,15 +392,7 @@ fn resnet_dilution(o: &FigureOptions) -> Result<Figure> {
     let mut bars = Vec::new();
     for (i, &a) in alphas.iter().enumerate() {
         let net = block(a);
-        let m = simulate(
-            &net,
-            &McOptions {
-                samples,
-                seed: o.seed + i as u64,
-                estimator: Estimator::Exact,
-            },
-        )?;
-        let s = &m.layers[0].log_gsc_to_output;
+        let s = &ln_gsc(&net, samples, o.seed + i as u64)?;
         pts.push((k_of(a), s.mean.exp()));
         bars.push((
             (s.mean - Z95 * s.stderr).exp(),
@@ -433,10 +419,10 @@ fn resnet_dilution(o: &FigureOptions) -> Result<Figure> {
 }
 
 /// The finite-width law of ln GSC(L, 0) against width: predicted mean and 5/95% quantiles
-/// (theory::finite_width), the infinite-width value, and Monte Carlo means with 95% CIs.
+/// (theory/finite-width.md), the infinite-width value, and Monte Carlo means with 95% CIs.
 /// Widths where the prediction is outside its validity are left off the prediction lines.
 fn finite_width(o: &FigureOptions) -> Result<Figure> {
-    use crate::theory::finite_width::{predict_finite, FiniteOptions, FiniteValue};
+    use crate::verify::observable::FiniteValue;
     let depth = 50;
     let widths: Vec<usize> = if o.quick {
         vec![10, 30, 100]
@@ -464,16 +450,9 @@ fn finite_width(o: &FigureOptions) -> Result<Figure> {
                 sigma_b2: 0.0,
             })?;
             let x = w as f64;
-            let p = predict(&net, &MfOptions::default())?;
+            let p = crate::verify::closed_form(&net)?;
             inf.push((x, p.layers[0].log_gsc_to_output));
-            let f = predict_finite(
-                &net,
-                &FiniteOptions {
-                    spectra,
-                    seed: o.seed + j as u64,
-                    ..FiniteOptions::default()
-                },
-            )?;
+            let f = obs::finite_law(&net, spectra, o.seed + j as u64)?;
             match f.log_gsc_to_output.first().and_then(|v| v.law()) {
                 Some(l) => {
                     mean.push((x, l.mean));
@@ -491,15 +470,7 @@ fn finite_width(o: &FigureOptions) -> Result<Figure> {
                 }
             }
             {
-                let m = simulate(
-                    &net,
-                    &McOptions {
-                        samples,
-                        seed: o.seed + 1000 * (i as u64 + 1) + j as u64,
-                        estimator: Estimator::Exact,
-                    },
-                )?;
-                let s = &m.layers[0].log_gsc_to_output;
+                let s = &ln_gsc(&net, samples, o.seed + 1000 * (i as u64 + 1) + j as u64)?;
                 pts.push((x, s.mean));
                 bars.push((s.mean - Z95 * s.stderr, s.mean + Z95 * s.stderr));
             }
@@ -564,7 +535,6 @@ fn finite_width(o: &FigureOptions) -> Result<Figure> {
 /// network, (ln GSC(L, l0) - ln GSC(L, l1)) / (l1 - l0), which cancels both ends' transients (the input layer
 /// and the top-of-Jacobian factor); mean and standard error over networks.
 fn bn_rate(o: &FigureOptions) -> Result<Figure> {
-    use crate::theory::norm::batch_norm_rate;
     let (width, depth, l0, l1) = (100, 16, 2, 12);
     let batches: Vec<usize> = if o.quick {
         vec![4, 16, 64]
@@ -595,9 +565,9 @@ fn bn_rate(o: &FigureOptions) -> Result<Figure> {
         let curve: Vec<(f64, f64)> = grid
             .iter()
             .filter_map(|&b| {
-                batch_norm_rate(act, b)
+                obs::batch_norm_lambda(act, b)
                     .ok()
-                    .map(|r| (b as f64, r.lambda.sqrt()))
+                    .map(|lambda| (b as f64, lambda.sqrt()))
             })
             .collect();
         let (mut pts, mut bars) = (vec![], vec![]);
@@ -670,11 +640,9 @@ fn bn_rate(o: &FigureOptions) -> Result<Figure> {
 }
 
 /// Domain collapse against depth: pairwise correlation of layer outputs and sign diversity of the
-/// pre-activations, predicted (theory::collapse, finite-batch formulas) and measured
-/// (montecarlo::collapse), for relu (He), tanh ordered (1.5, 0.3) and tanh chaotic (2.0, 0).
+/// pre-activations, predicted (mean field with finite-batch formulas, theory/collapse.md) and measured
+/// (`verify::collapse::collapse_pair`), for relu (He), tanh ordered (1.5, 0.3) and tanh chaotic (2.0, 0).
 fn collapse(o: &FigureOptions) -> Result<Figure> {
-    use crate::montecarlo::collapse::measure_collapse;
-    use crate::theory::collapse::predict_collapse;
     let (width, depth, batch) = (256, 50, 16);
     let samples = if o.quick { 4 } else { 16 };
     let configs = [
@@ -692,8 +660,7 @@ fn collapse(o: &FigureOptions) -> Result<Figure> {
             sigma_b2: sb2,
         })?;
         net.input.batch = batch;
-        let p = predict_collapse(&net, None)?;
-        let m = measure_collapse(&net, samples, o.seed + i as u64)?;
+        let (p, m) = crate::verify::collapse::collapse_pair(&net, samples, o.seed + i as u64)?;
         let x = |l: usize| l as f64;
         let mut corr_line = vec![];
         let mut sdiv_line = vec![];
@@ -754,12 +721,12 @@ fn collapse(o: &FigureOptions) -> Result<Figure> {
     })
 }
 
-/// The tanh phase diagram in (sigma_w^2, sigma_b^2) from theory::phase: grid points classified as
+/// The tanh phase diagram in (sigma_w^2, sigma_b^2) from the closed-form phase analysis: grid points classified as
 /// ordered (c* = 1: the domain collapses, per-layer GSC < 1) or chaotic (c* < 1, GSC > 1: gradients
 /// explode), and the edge of chaos chi_1 = 1 located between them in each column. Closed form only:
 /// the measured counterparts are the collapse and gsc-depth figures.
 fn phase(o: &FigureOptions) -> Result<Figure> {
-    use crate::theory::phase::{phase_grid, PhaseOptions};
+    use crate::verify::consistency::{phase_grid, PhaseOptions};
     let side = if o.quick { 20 } else { 40 };
     let sw2s: Vec<f64> = (0..side)
         .map(|i| 0.5 + 3.5 * i as f64 / (side - 1) as f64)

@@ -4,9 +4,9 @@
 //! closed form: theory/collapse.md says which are known.
 
 use super::Verdict;
-use crate::montecarlo::collapse::CollapseMeasurement;
+pub use crate::montecarlo::collapse::CollapseMeasurement;
 use crate::stats::{z_for_false_alarm, Summary};
-use crate::theory::collapse::CollapsePrediction;
+pub use crate::theory::collapse::CollapsePrediction;
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
@@ -61,6 +61,18 @@ fn metric(predicted: f64, m: &Summary, z_crit: f64) -> MetricComparison {
         z,
         verdict,
     }
+}
+
+/// Both sides of every collapse metric of `net` (its batch is the input model's): the mean-field
+/// prediction with finite-batch formulas and `samples` sampled networks, seeded.
+pub fn collapse_pair(
+    net: &crate::arch::Network,
+    samples: usize,
+    seed: u64,
+) -> crate::Result<(CollapsePrediction, CollapseMeasurement)> {
+    let p = crate::theory::collapse::predict_collapse(net, None)?;
+    let m = crate::montecarlo::collapse::measure_collapse(net, samples, seed)?;
+    Ok((p, m))
 }
 
 /// Every metric of every layer, compared at family false-alarm rate `family_alpha`.

@@ -7,6 +7,8 @@ use crate::stats::{p_two_sided, z_for_false_alarm};
 use crate::theory::finite_width::{FiniteMethod, FinitePrediction, FiniteValue};
 use serde::Serialize;
 
+/// [`super::Verdict`]'s three outcomes plus `OutsideValidity` (no law to compare with), which a
+/// mean-field comparison cannot have: hence its own type rather than a fold into `Verdict`.
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum FiniteVerdict {

@@ -1,19 +1,29 @@
 //! Prediction versus measurement: per quantity a z-score, a tolerance built from the measured standard
 //! error plus a stated finite-width bias bound, and a verdict. The theory and Monte Carlo engines never see
 //! each other; they meet only here. Method: theory/verification.md.
+//!
+//! Experiments are stated as observables (`observable`: one quantity with a closed-form and a Monte Carlo
+//! side) and run by [`test()`]; `claims`, `plot` and `cli` choose observables and word the outcome, and do
+//! not call the engines themselves.
 
 pub mod collapse;
+pub mod consistency;
+pub mod evidence;
 pub mod finite;
+pub mod observable;
 pub mod profile;
 pub mod sampled;
 pub mod step0;
 pub mod sweep;
 pub mod training;
 
+pub use evidence::{Evidence, TestKind};
+pub use observable::{test, Estimator, Observable, Relation, TestPolicy, Tested};
+
 use crate::arch::Network;
-use crate::montecarlo::Measurement;
-use crate::stats::{z_for_false_alarm, Summary};
-use crate::theory::Prediction;
+pub use crate::montecarlo::Measurement;
+use crate::stats::{p_two_sided, z_for_false_alarm, Summary};
+pub use crate::theory::Prediction;
 use serde::Serialize;
 
 /// How strict a comparison is.
@@ -46,6 +56,9 @@ impl Default for CheckPolicy {
     }
 }
 
+/// The one outcome of a prediction-against-measurement comparison (`check`, the collapse check). The
+/// finite-width check adds "outside validity" (`finite::FiniteVerdict`); the audit's claim verdicts present
+/// this outcome after Holm's procedure (`claims::Verdict`).
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
@@ -129,15 +142,22 @@ pub fn compare(
     }
 }
 
+/// The infinite-width closed form of every layer (the theory engine's `predict` with default options): the
+/// closed-form side that commands comparing it with a measurement of their own (`check`, `diagnose
+/// --weights`) take from here.
+pub fn closed_form(net: &Network) -> crate::Result<Prediction> {
+    crate::theory::predict(net, &crate::theory::MfOptions::default())
+}
+
 /// Both sides of one architecture: the closed form and `samples` sampled networks (seeded, thread-count
 /// independent). The pair every per-layer comparison starts from (`check`, claims, figures).
 pub fn predict_and_measure(
     net: &Network,
     samples: usize,
     seed: u64,
-    estimator: crate::montecarlo::Estimator,
+    estimator: Estimator,
 ) -> crate::Result<(Prediction, Measurement)> {
-    let p = crate::theory::predict(net, &crate::theory::MfOptions::default())?;
+    let p = closed_form(net)?;
     let m = crate::montecarlo::simulate(
         net,
         &crate::montecarlo::McOptions {
@@ -232,4 +252,71 @@ pub fn check(net: &Network, p: &Prediction, m: &Measurement, policy: &CheckPolic
         inconclusive: count(Verdict::Inconclusive),
         comparisons,
     }
+}
+
+/// The closed form against the measurement at every layer (`check`), as one equality claim: the evidence
+/// of the worst row, with the Bonferroni-adjusted smallest p over all rows as its p-value.
+pub fn every_layer(
+    net: &Network,
+    name: &str,
+    samples: usize,
+    seed: u64,
+    estimator: Estimator,
+) -> crate::Result<Evidence> {
+    let (p, m) = predict_and_measure(net, samples, seed, estimator)?;
+    let r = check(net, &p, &m, &CheckPolicy::default());
+    let n = r.comparisons.len().max(1) as f64;
+    let worst = r
+        .comparisons
+        .iter()
+        .map(|c| {
+            let excess = ((c.measured - c.predicted).abs() - c.bias_bound).max(0.0);
+            let pv = if c.stderr > 0.0 {
+                p_two_sided(excess / c.stderr)
+            } else if excess == 0.0 {
+                1.0
+            } else {
+                0.0
+            };
+            (pv, c)
+        })
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    let Some((pmin, c)) = worst else {
+        return Err(crate::Error::Unsupported("nothing to compare".into()));
+    };
+    let mut e = Evidence::equality(
+        c.predicted,
+        c.measured,
+        c.stderr,
+        c.bias_bound,
+        format!(
+            "{name}: {} comparisons ({} agree, {} disagree at family rate 1e-3); worst: {} at layer {}: predicted {:.4}, measured {:.4} +- {:.4}; {} nets, seed {}",
+            r.comparisons.len(),
+            r.agree,
+            r.disagree,
+            c.quantity,
+            c.layer,
+            c.predicted,
+            c.measured,
+            c.stderr,
+            m.samples,
+            seed
+        ),
+    );
+    e.p_value = (pmin * n).min(1.0);
+    if net.layers.iter().any(|l| has_kappa_invalid_act(&l.ops)) {
+        // theory/finite-width.md measures the 1/n coefficient of gelu/silu well above kappa = 1.5, so
+        // `check`'s bias bound is not a valid allowance for them (theory/verification.md).
+        e.detail.push_str("; caution: the net contains gelu/silu, for which the kappa = 1.5 finite-width bias bound is not valid (theory/finite-width.md): a 'contradicted' here may be finite-width bias, not a wrong closed form");
+    }
+    Ok(e)
+}
+
+fn has_kappa_invalid_act(ops: &[crate::arch::Op]) -> bool {
+    use crate::arch::Op;
+    ops.iter().any(|op| match op {
+        Op::Act(a) => matches!(a, crate::Nonlinearity::Gelu | crate::Nonlinearity::Silu),
+        Op::Residual(r) => has_kappa_invalid_act(&r.branch),
+        Op::Dense(_) | Op::LayerNorm { .. } | Op::BatchNorm { .. } => false,
+    })
 }

@@ -36,7 +36,7 @@ fn dense_ops(ops: &[Op]) -> usize {
         .map(|op| match op {
             Op::Dense(_) => 1,
             Op::Residual(r) => dense_ops(&r.branch),
-            _ => 0,
+            Op::Act(_) | Op::LayerNorm { .. } | Op::BatchNorm { .. } => 0,
         })
         .sum()
 }
