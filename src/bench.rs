@@ -494,13 +494,17 @@ pub fn train_case(
         .iter()
         .map(|(x, _)| train_step_flops(&net, x.ncols()))
         .sum();
+    // The step `Trainer::run` takes for this network: the fused MLP step, gradients into one buffer.
+    let acts = train::mlp::plan(&net)
+        .ok_or_else(|| Error::Architecture("the training case is a plain MLP".into()))?;
     let mut seconds = f64::INFINITY;
     for _ in 0..repeats.max(1) {
         let mut params = init.clone();
         let mut state = train::OptState::new(&params);
+        let mut g = train::zero_grads(&params);
         let t = Instant::now();
         for (x, y) in &batches {
-            let (_, mut g, _) = train::loss_and_grad(&net, &params, x, y, cfg.loss);
+            train::mlp::loss_and_grad_into(&acts, &params, x, y, cfg.loss, &mut g);
             train::apply_step(&mut params, &mut g, &mut state, &cfg, &lrs);
         }
         seconds = seconds.min(t.elapsed().as_secs_f64());

@@ -154,14 +154,15 @@ fn half_precision_dtypes_convert_exactly() {
             .data,
         vec![1.0, -2.0]
     );
-    let bf16 = one_tensor("t", "BF16", &[1], &[0x40, 0x40]); // 3.0
+    // 0xbfc0 = -1.5, stored little-endian; its two bytes differ, so a swapped byte order reads -5.97.
+    let bf16 = one_tensor("t", "BF16", &[1], &[0xc0, 0xbf]);
     assert_eq!(
         SafeTensors::parse(bf16, "h")
             .unwrap()
             .tensor("t")
             .unwrap()
             .data,
-        vec![3.0]
+        vec![-1.5]
     );
     let f32b = one_tensor("t", "F32", &[1], &0.5f32.to_le_bytes());
     assert_eq!(

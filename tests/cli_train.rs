@@ -294,3 +294,40 @@ fn csv_header_flags() {
     assert_eq!(code, 2);
     assert!(err.contains("line 1, column 1"), "{err}");
 }
+
+/// Issue 14's bad data inputs, each one line naming the file, line and column, exit 2: a ragged row, a text
+/// cell, a label that is not a class index (negative, fractional).
+#[test]
+fn bad_rows_cells_and_labels_are_one_line_exit_2() {
+    let dir = tmp("bad-rows");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ok: Vec<String> = (0..20)
+        .map(|i| format!("{},{},{}", i as f64 * 0.1, 1.0 - i as f64 * 0.05, i % 3))
+        .collect();
+    let cases = [
+        (5, "0.1,0", "line 6: 2 cells, the first row has 3"),
+        (3, "0.1,x,1", "line 4, column 2: \"x\" is not a number"),
+        (
+            7,
+            "0.1,0.2,-1",
+            "line 8, column 3: label -1 is not a class index",
+        ),
+        (
+            9,
+            "0.1,0.2,2.5",
+            "line 10, column 3: label 2.5 is not a class index",
+        ),
+    ];
+    for (k, (row, bad, want)) in cases.iter().enumerate() {
+        let mut rows = ok.clone();
+        rows[*row] = bad.to_string();
+        let f = format!("{dir}/d{k}.csv");
+        std::fs::write(&f, rows.join("\n") + "\n").unwrap();
+        let (code, _, err) = run(&["train", "--data", &f, "--out", &dir, "--epochs", "1"]);
+        assert_eq!(code, 2, "{bad}: {err}");
+        assert!(
+            err.contains(want) && err.contains(&format!("d{k}.csv")) && err.lines().count() == 1,
+            "{bad}: {err}"
+        );
+    }
+}

@@ -526,3 +526,79 @@ fn batch_norm_running_statistics_are_kept_and_used_in_evaluation() {
     assert_eq!(format!("{back:?}"), format!("{:?}", t.params));
     assert_eq!(train::forward_eval(&t.net, &back, &xm), got);
 }
+
+/// The fused MLP step (`train::mlp`) against the op-by-op reverse mode it replaces for plain MLPs: the
+/// same products and element-wise operations in the same order, so the same bits (loss, every weight and
+/// bias gradient), on ReLU (mask read from the output), leaky ReLU, smooth and linear activations, a
+/// one-column batch and both losses. A network with any other op is not taken by the fused step.
+#[test]
+fn fused_mlp_step_gives_the_per_op_gradients_bit_for_bit() {
+    let relu = Nonlinearity::Relu;
+    let nets = [
+        net(
+            vec![
+                vec![dense(7), Op::Act(relu)],
+                vec![dense(6), Op::Act(relu)],
+                vec![dense(5), Op::Act(Nonlinearity::Linear)],
+                vec![dense(3)],
+            ],
+            4,
+            1,
+        ),
+        net(
+            vec![
+                vec![dense(6), Op::Act(Nonlinearity::LeakyRelu { slope: 0.1 })],
+                vec![dense(5), Op::Act(Nonlinearity::Tanh)],
+                vec![dense(4)],
+                vec![dense(3)],
+            ],
+            4,
+            1,
+        ),
+    ];
+    for n in &nets {
+        let acts = train::mlp::plan(n).expect("a plain MLP");
+        let params = params_for(n, 5);
+        for b in [1, 6] {
+            // Inputs of both signs and a shifted bias, so some ReLU units are off and some on.
+            let x = inputs(4, b);
+            let y: Vec<usize> = (0..b).map(|j| (j * 2) % 3).collect();
+            for loss in [Loss::SoftmaxCe, Loss::Mse] {
+                let (l0, g0, e0) = train::loss_and_grad_ops(n, &params, &x, &y, loss);
+                // A buffer holding another batch's gradients (a previous step) is overwritten, not added to.
+                let mut g1 = train::zero_grads(&params);
+                let other = inputs(4, 3) * -0.7;
+                train::mlp::loss_and_grad_into(&acts, &params, &other, &[1, 0, 2], loss, &mut g1);
+                let (l1, e1) =
+                    train::mlp::loss_and_grad_into(&acts, &params, &x, &y, loss, &mut g1);
+                assert_eq!(l0.to_bits(), l1.to_bits(), "loss, batch {b} {loss:?}");
+                assert_eq!(e0, e1);
+                let (mut g0, mut g1) = (g0, g1);
+                let a0: Vec<Vec<f64>> = layer_arrays(&mut g0)
+                    .into_iter()
+                    .flatten()
+                    .map(|s| s.to_vec())
+                    .collect();
+                let a1: Vec<Vec<f64>> = layer_arrays(&mut g1)
+                    .into_iter()
+                    .flatten()
+                    .map(|s| s.to_vec())
+                    .collect();
+                assert_eq!(a0.len(), a1.len());
+                for (k, (u, v)) in a0.iter().zip(&a1).enumerate() {
+                    let ub: Vec<u64> = u.iter().map(|g| g.to_bits()).collect();
+                    let vb: Vec<u64> = v.iter().map(|g| g.to_bits()).collect();
+                    assert_eq!(ub, vb, "array {k}, batch {b} {loss:?}: {u:?} vs {v:?}");
+                }
+                assert!(a0.iter().flatten().any(|g| *g != 0.0));
+            }
+        }
+    }
+    for (name, n) in zoo() {
+        assert_eq!(
+            train::mlp::plan(&n).is_some(),
+            name == "mlp",
+            "{name}: only the plain MLP takes the fused step"
+        );
+    }
+}

@@ -9,6 +9,7 @@
 //! the same seed gives bit-identical weights and logs.
 
 pub mod backward;
+pub mod mlp;
 
 pub use backward::{backward_op, forward_op, zero_like, Node};
 
@@ -210,8 +211,28 @@ pub fn loss_and_adjoint(out: &DMatrix<f64>, y: &[usize], loss: Loss) -> (f64, DM
     (total / b as f64, g, errors)
 }
 
-/// The minibatch loss and the gradient of every parameter (in the shape of `params`).
+/// The minibatch loss and the gradient of every parameter (in the shape of `params`): a plain MLP through
+/// the fused step of [`mlp`], any other network op by op.
 pub fn loss_and_grad(
+    net: &Network,
+    params: &NetParams,
+    x: &DMatrix<f64>,
+    y: &[usize],
+    loss: Loss,
+) -> (f64, NetParams, usize) {
+    match mlp::plan(net) {
+        Some(acts) => {
+            let mut grads = zero_grads(params);
+            let (l, e) = mlp::loss_and_grad_into(&acts, params, x, y, loss, &mut grads);
+            (l, grads, e)
+        }
+        None => loss_and_grad_ops(net, params, x, y, loss),
+    }
+}
+
+/// [`loss_and_grad`] op by op (`forward_op` / `backward_op`) for any network: the reference the fused
+/// MLP step is tested against.
+pub fn loss_and_grad_ops(
     net: &Network,
     params: &NetParams,
     x: &DMatrix<f64>,
@@ -220,6 +241,14 @@ pub fn loss_and_grad(
 ) -> (f64, NetParams, usize) {
     let (l, g, e, _) = loss_grad_nodes(net, params, x, y, loss);
     (l, g, e)
+}
+
+/// Zero gradients in the shape of `params`.
+pub fn zero_grads(params: &NetParams) -> NetParams {
+    params
+        .iter()
+        .map(|lp| lp.iter().map(zero_like).collect())
+        .collect()
 }
 
 /// [`loss_and_grad`] that also returns the forward nodes (batch norm's running statistics read them).
@@ -232,10 +261,7 @@ fn loss_grad_nodes(
 ) -> (f64, NetParams, usize, Vec<Vec<Node>>) {
     let (out, nodes) = forward_batch(net, params, x);
     let (l, mut a, errors) = loss_and_adjoint(&out, y, loss);
-    let mut grads: NetParams = params
-        .iter()
-        .map(|lp| lp.iter().map(zero_like).collect())
-        .collect();
+    let mut grads = zero_grads(params);
     for li in (0..net.depth()).rev() {
         let layer = &net.layers[li];
         for k in (0..layer.ops.len()).rev() {
@@ -282,12 +308,40 @@ pub fn layer_arrays(p: &mut NetParams) -> Vec<Vec<&mut [f64]>> {
         .collect()
 }
 
-/// Squared norm of each layer's trained parameters.
+/// [`slices_mut`] read-only.
+fn slices<'a>(p: &'a OpParams, out: &mut Vec<&'a [f64]>) {
+    match p {
+        OpParams::Dense { w, b } => {
+            out.push(w.as_slice());
+            out.push(b.as_slice());
+        }
+        OpParams::Norm { scale, shift, .. } => {
+            out.push(scale.as_slice());
+            out.push(shift.as_slice());
+        }
+        OpParams::None => {}
+        OpParams::Residual { branch, .. } => {
+            for q in branch {
+                slices(q, out);
+            }
+        }
+    }
+}
+
+/// Squared norm of each layer's trained parameters (read in place: it runs every step, on the
+/// parameters for the divergence check and on the gradient for clipping).
 pub fn layer_sq_norms(p: &NetParams) -> Vec<f64> {
-    let mut c = p.clone();
-    layer_arrays(&mut c)
-        .iter()
-        .map(|l| l.iter().map(|s| s.iter().map(|v| v * v).sum::<f64>()).sum())
+    p.iter()
+        .map(|lp| {
+            let mut arrays = Vec::new();
+            for q in lp {
+                slices(q, &mut arrays);
+            }
+            arrays
+                .iter()
+                .map(|s| s.iter().map(|v| v * v).sum::<f64>())
+                .sum()
+        })
         .collect()
 }
 
@@ -388,24 +442,32 @@ pub fn apply_step(
         for ((((ps, gs), ms), vs), lr_mult) in pl.into_iter().zip(gl).zip(ml).zip(vl).zip(lrs) {
             let lr = cfg.lr * lr_mult;
             for (((p, g), mm), vv) in ps.into_iter().zip(gs).zip(ms).zip(vs) {
+                // Zipped slices rather than indices: no bounds checks, so the loops vectorise (they
+                // run over every parameter every step).
                 match cfg.optimizer {
-                    Optimizer::Sgd { momentum } => {
-                        for i in 0..p.len() {
-                            if momentum > 0.0 {
-                                mm[i] = momentum * mm[i] + g[i];
-                                p[i] -= lr * mm[i];
-                            } else {
-                                p[i] -= lr * g[i];
-                            }
+                    Optimizer::Sgd { momentum } if momentum > 0.0 => {
+                        for ((p, g), mm) in p.iter_mut().zip(g.iter()).zip(mm.iter_mut()) {
+                            *mm = momentum * *mm + g;
+                            *p -= lr * *mm;
+                        }
+                    }
+                    Optimizer::Sgd { .. } => {
+                        for (p, g) in p.iter_mut().zip(g.iter()) {
+                            *p -= lr * g;
                         }
                     }
                     Optimizer::Adam { beta1, beta2, eps } => {
                         let c1 = 1.0 - beta1.powf(t);
                         let c2 = 1.0 - beta2.powf(t);
-                        for i in 0..p.len() {
-                            mm[i] = beta1 * mm[i] + (1.0 - beta1) * g[i];
-                            vv[i] = beta2 * vv[i] + (1.0 - beta2) * g[i] * g[i];
-                            p[i] -= lr * (mm[i] / c1) / ((vv[i] / c2).sqrt() + eps);
+                        for (((p, g), mm), vv) in p
+                            .iter_mut()
+                            .zip(g.iter())
+                            .zip(mm.iter_mut())
+                            .zip(vv.iter_mut())
+                        {
+                            *mm = beta1 * *mm + (1.0 - beta1) * g;
+                            *vv = beta2 * *vv + (1.0 - beta2) * g * g;
+                            *p -= lr * (*mm / c1) / ((*vv / c2).sqrt() + eps);
                         }
                     }
                 }
@@ -660,6 +722,9 @@ impl Trainer {
         let n = train.len();
         let bs = self.cfg.batch_size.min(n);
         let batches = n.div_ceil(bs);
+        let plan = mlp::plan(&self.net);
+        // Reused from step to step (every entry is overwritten).
+        let mut grads = zero_grads(&self.params);
         while self.epoch < self.cfg.epochs {
             let mut order: Vec<usize> = (0..n).collect();
             order.shuffle(&mut sample_rng(self.cfg.seed, 1 + self.epoch as u64));
@@ -667,8 +732,25 @@ impl Trainer {
             for (bi, chunk) in order.chunks(bs).enumerate() {
                 let x = batch_matrix(train, chunk);
                 let y: Vec<usize> = chunk.iter().map(|&i| train.y[i]).collect();
-                let (loss, mut grads, _, nodes) =
-                    loss_grad_nodes(&self.net, &self.params, &x, &y, self.cfg.loss);
+                let (loss, nodes) = match &plan {
+                    Some(acts) => {
+                        let (l, _) = mlp::loss_and_grad_into(
+                            acts,
+                            &self.params,
+                            &x,
+                            &y,
+                            self.cfg.loss,
+                            &mut grads,
+                        );
+                        (l, None)
+                    }
+                    None => {
+                        let (l, g, _, nodes) =
+                            loss_grad_nodes(&self.net, &self.params, &x, &y, self.cfg.loss);
+                        grads = g;
+                        (l, Some(nodes))
+                    }
+                };
                 let next = self.state.step + 1;
                 let before = self.params.clone();
                 let before_state = self.state.clone();
@@ -689,8 +771,10 @@ impl Trainer {
                 ) {
                     clipped_steps += 1;
                 }
-                update_running(&self.net, &mut self.params, &nodes);
-                drop(nodes);
+                // A plain MLP has no batch norm, hence no running statistics and no nodes.
+                if let Some(nodes) = nodes {
+                    update_running(&self.net, &mut self.params, &nodes);
+                }
                 if !finite(&self.params) {
                     self.params = before;
                     self.state = before_state;
