@@ -376,6 +376,28 @@ impl std::str::FromStr for InitScheme {
     }
 }
 
+impl Op {
+    /// A Gaussian dense op of `width` outputs: the one builder of it, so a new `Dense` field is filled in
+    /// one place.
+    pub fn dense(width: usize, sigma_w2: f64, sigma_b2: f64) -> Op {
+        Op::Dense(Dense {
+            width,
+            sigma_w2,
+            sigma_b2,
+            init: Init::Gaussian,
+        })
+    }
+
+    /// A residual block x + alpha * branch(x) with an identity skip.
+    pub fn residual(alpha: f64, branch: Vec<Op>) -> Op {
+        Op::Residual(Residual {
+            skip: Skip::Identity,
+            alpha,
+            branch,
+        })
+    }
+}
+
 impl Network {
     pub fn mlp(spec: MlpSpec) -> Result<Network> {
         Network::mlp_widths(
@@ -385,6 +407,25 @@ impl Network {
             spec.sigma_w2,
             spec.sigma_b2,
         )
+    }
+
+    /// A network from an input width and one op list per layer, on an uncorrelated Gaussian input of
+    /// `input_width` x `batch` (widths may differ from layer to layer).
+    pub fn from_layers(input_width: usize, batch: usize, layers: Vec<Vec<Op>>) -> Network {
+        Network {
+            input: InputModel {
+                width: input_width,
+                batch,
+                correlation: 0.0,
+                data: None,
+            },
+            layers: layers.into_iter().map(|ops| Layer { ops }).collect(),
+        }
+    }
+
+    /// `depth` identical layers of `ops` on an uncorrelated Gaussian input of `width` x `batch`.
+    pub fn stack(width: usize, batch: usize, depth: usize, ops: Vec<Op>) -> Network {
+        Network::from_layers(width, batch, vec![ops; depth])
     }
 
     /// An MLP with input width `n0` and hidden/output widths `widths` (one per layer).

@@ -2,7 +2,6 @@
 //! block equation, the correlation map (collapse), the tradeoff theorem and the finite-width law.
 //! Each has a measurement (or, labelled as such, a closed-form consistency check) that could contradict it.
 
-use super::registry::{dense, stack};
 use super::{AuditOptions, Evidence};
 use crate::arch::{Dense, Init, MlpSpec, Network, Op, Residual, Skip};
 use crate::error::Result;
@@ -14,12 +13,12 @@ use crate::verify::{self, Estimator, Relation, TestPolicy, Tested};
 use crate::Nonlinearity;
 
 fn bn_relu(batch: usize) -> Network {
-    stack(
+    Network::stack(
         100,
         batch,
         30,
         vec![
-            dense(100, 2.0),
+            Op::dense(100, 2.0, 0.0),
             Op::BatchNorm { eps: 1e-5 },
             Op::Act(Nonlinearity::Relu),
         ],
@@ -98,12 +97,12 @@ pub fn bn_rate_b64(o: &AuditOptions) -> Result<Evidence> {
 
 /// Layer-normalised tanh: per-layer GSC g(1) = 1.085268 at every layer, fitted per sample.
 pub fn layer_norm_tanh(o: &AuditOptions) -> Result<Evidence> {
-    let net = stack(
+    let net = Network::stack(
         100,
         1,
         30,
         vec![
-            dense(100, 1.0),
+            Op::dense(100, 1.0, 0.0),
             Op::LayerNorm { eps: 1e-5 },
             Op::Act(Nonlinearity::Tanh),
         ],
@@ -135,7 +134,7 @@ pub fn layer_norm_tanh(o: &AuditOptions) -> Result<Evidence> {
 /// that a wrong form of the equation shows (with a relu branch GSC_rho = 1, and with k = 1 any weighting of
 /// the two terms gives the same value).
 fn resnet_dtd(width: usize, blocks: usize) -> Network {
-    stack(
+    Network::stack(
         width,
         1,
         blocks,
@@ -143,9 +142,9 @@ fn resnet_dtd(width: usize, blocks: usize) -> Network {
             skip: Skip::Identity,
             alpha: 0.8,
             branch: vec![
-                dense(width, 3.0),
+                Op::dense(width, 3.0, 0.0),
                 Op::Act(Nonlinearity::Tanh),
-                dense(width, 1.5),
+                Op::dense(width, 1.5, 0.0),
             ],
         })],
     )
@@ -302,12 +301,12 @@ pub fn infinite_width_at_100(o: &AuditOptions) -> Result<Evidence> {
 }
 
 fn bn_tanh(width: usize, depth: usize) -> Network {
-    stack(
+    Network::stack(
         width,
         16,
         depth,
         vec![
-            dense(width, 1.0),
+            Op::dense(width, 1.0, 0.0),
             Op::BatchNorm { eps: 1e-5 },
             Op::Act(Nonlinearity::Tanh),
         ],
@@ -377,7 +376,7 @@ pub fn bn_top_of_jacobian(o: &AuditOptions) -> Result<Evidence> {
 /// on exact Jacobians, n = 128, L = 4. Bias bound 4 L / n (1 + rel_var), stated in tests/norm.rs.
 pub fn orthogonal_isometry(o: &AuditOptions) -> Result<Evidence> {
     let (n, l) = (128usize, 4usize);
-    let net = stack(
+    let net = Network::stack(
         n,
         1,
         l,

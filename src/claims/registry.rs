@@ -4,7 +4,7 @@
 use super::capabilities as cap;
 use super::ClaimTestFn as ClaimTest;
 use super::{Claim, Evidence};
-use crate::arch::{Dense, Init, InputModel, Layer, MlpSpec, Network, Op, Residual, Skip};
+use crate::arch::{MlpSpec, Network, Op, Residual, Skip};
 use crate::error::Result;
 use crate::verify::observable::{FinalCosine, LnGscToOutput, Sampled, SqNorm};
 use crate::verify::{self, CheckPolicy, Estimator, Observable, Relation, TestPolicy};
@@ -28,16 +28,6 @@ impl AuditOptions {
     }
 }
 
-/// A bias-free Gaussian dense op (the claims' one builder of it).
-pub(super) fn dense(width: usize, sigma_w2: f64) -> Op {
-    Op::Dense(Dense {
-        width,
-        sigma_w2,
-        sigma_b2: 0.0,
-        init: Init::Gaussian,
-    })
-}
-
 fn mlp(
     act: Nonlinearity,
     width: usize,
@@ -52,19 +42,6 @@ fn mlp(
         sigma_w2,
         sigma_b2,
     })
-}
-
-/// `depth` identical layers of `ops` on an uncorrelated Gaussian input of `width` x `batch`.
-pub(super) fn stack(width: usize, batch: usize, depth: usize, ops: Vec<Op>) -> Network {
-    Network {
-        input: InputModel {
-            width,
-            batch,
-            correlation: 0.0,
-            data: None,
-        },
-        layers: vec![Layer { ops }; depth],
-    }
 }
 
 /// ln GSC(L, 0) of `samples` sampled networks.
@@ -114,12 +91,12 @@ fn gsc_matches(
 }
 
 fn layer_tanh(width: usize, depth: usize) -> Network {
-    stack(
+    Network::stack(
         width,
         1,
         depth,
         vec![
-            dense(width, 1.0),
+            Op::dense(width, 1.0, 0.0),
             Op::LayerNorm { eps: 1e-5 },
             Op::Act(Nonlinearity::Tanh),
         ],
@@ -155,7 +132,7 @@ fn collapsing_domain(o: &AuditOptions) -> Result<Evidence> {
 }
 
 fn resnet_tanh(width: usize, blocks: usize) -> Network {
-    stack(
+    Network::stack(
         width,
         1,
         blocks,
@@ -163,10 +140,10 @@ fn resnet_tanh(width: usize, blocks: usize) -> Network {
             skip: Skip::Identity,
             alpha: 1.0,
             branch: vec![
-                dense(width, 1.0),
+                Op::dense(width, 1.0, 0.0),
                 Op::LayerNorm { eps: 1e-5 },
                 Op::Act(Nonlinearity::Tanh),
-                dense(width, 1.0),
+                Op::dense(width, 1.0, 0.0),
             ],
         })],
     )

@@ -9,7 +9,7 @@
 //! chosen, and only then are the trained nets analysed (Taylor-replacement depth, path-profile depth,
 //! per-layer dilution k_l, GSC during training).
 
-use crate::arch::{Dense, Init, InputModel, Layer, Network, Op, Residual, Skip};
+use crate::arch::{InputModel, Layer, Network, Op, Residual, Skip};
 use crate::data::{self, CsvOptions, Dataset, Split, Standardize};
 use crate::depth::residual::residual_decomposition;
 use crate::depth::taylor::{effective_depth, Labelled, TaylorPoint};
@@ -109,18 +109,9 @@ impl StudyOptions {
     }
 }
 
-fn dense(width: usize) -> Op {
-    Op::Dense(Dense {
-        width,
-        sigma_w2: 1.0,
-        sigma_b2: 0.0,
-        init: Init::Gaussian,
-    })
-}
-
 fn ln_tanh(width: usize) -> Vec<Op> {
     vec![
-        dense(width),
+        Op::dense(width, 1.0, 0.0),
         Op::LayerNorm { eps: 1e-5 },
         Op::Act(Nonlinearity::Tanh),
     ]
@@ -148,7 +139,7 @@ pub fn network(
         Family::Resnet => {
             let alpha = 1.0 / (hidden.max(1) as f64).sqrt();
             let mut branch = ln_tanh(width);
-            branch.push(dense(width));
+            branch.push(Op::dense(width, 1.0, 0.0));
             layers.extend((0..hidden).map(|_| Layer {
                 ops: vec![Op::Residual(Residual {
                     skip: Skip::Identity,
@@ -159,7 +150,7 @@ pub fn network(
         }
     }
     layers.push(Layer {
-        ops: vec![dense(classes)],
+        ops: vec![Op::dense(classes, 1.0, 0.0)],
     });
     Network {
         input: InputModel {

@@ -5,7 +5,7 @@
 
 pub mod schema;
 
-use gradscale::arch::{Dense, Init, InputModel, Layer, MlpSpec, Network, Op, Residual, Skip};
+use gradscale::arch::{MlpSpec, Network, Op};
 use gradscale::Nonlinearity;
 
 pub fn mlp(act: Nonlinearity, width: usize, depth: usize, sigma_w2: f64, sigma_b2: f64) -> Network {
@@ -20,25 +20,12 @@ pub fn mlp(act: Nonlinearity, width: usize, depth: usize, sigma_w2: f64, sigma_b
 }
 
 pub fn dense(width: usize, sigma_w2: f64, sigma_b2: f64) -> Op {
-    Op::Dense(Dense {
-        width,
-        sigma_w2,
-        sigma_b2,
-        init: Init::Gaussian,
-    })
+    Op::dense(width, sigma_w2, sigma_b2)
 }
 
 /// A network from an input width and one op list per layer (widths may differ from layer to layer).
 pub fn layers(input_width: usize, batch: usize, layers: Vec<Vec<Op>>) -> Network {
-    Network {
-        input: InputModel {
-            width: input_width,
-            batch,
-            correlation: 0.0,
-            data: None,
-        },
-        layers: layers.into_iter().map(|ops| Layer { ops }).collect(),
-    }
+    Network::from_layers(input_width, batch, layers)
 }
 
 /// `depth` copies of one layer.
@@ -48,16 +35,7 @@ pub fn stack(width: usize, batch: usize, depth: usize, ops: Vec<Op>) -> Network 
 
 /// `blocks` residual blocks x + alpha * branch(x), identity skip.
 pub fn resnet(width: usize, blocks: usize, alpha: f64, branch: Vec<Op>) -> Network {
-    stack(
-        width,
-        1,
-        blocks,
-        vec![Op::Residual(Residual {
-            skip: Skip::Identity,
-            alpha,
-            branch,
-        })],
-    )
+    stack(width, 1, blocks, vec![Op::residual(alpha, branch)])
 }
 
 /// Runs the built binary with `args`: (exit code, stdout, stderr).
