@@ -564,6 +564,37 @@ pub fn phase_grid(side: usize, depth: usize) -> Result<CaseResult> {
     })
 }
 
+/// `collapse-1000`: the closed-form collapse prediction (correlation map, std and sign diversity per
+/// layer) of an ordered tanh MLP (sigma_w^2 = 0.5, sigma_b^2 = 0.1, input correlation 0.5, batch 4) to
+/// depth 1000, whose q settles on its fixed point and c on 1: the per-variance Mehler series is paid once
+/// and each further layer is a polynomial in c (nonlin/moments.rs). Best of 3; the first call also builds
+/// tanh's moment table.
+pub fn collapse_prediction(depth: usize) -> Result<CaseResult> {
+    let mut net = Network::mlp(MlpSpec {
+        act: Nonlinearity::Tanh,
+        width: 100,
+        depth,
+        sigma_w2: 0.5,
+        sigma_b2: 0.1,
+    })?;
+    net.input.correlation = 0.5;
+    let mut seconds = f64::INFINITY;
+    for _ in 0..3 {
+        let t = Instant::now();
+        std::hint::black_box(theory::collapse::predict_collapse(&net, Some(4))?);
+        seconds = seconds.min(t.elapsed().as_secs_f64());
+    }
+    Ok(CaseResult {
+        name: format!("collapse-{depth} tanh b4 closed form"),
+        engine: "closed-form",
+        seconds,
+        flops: 0.0,
+        gflops: 0.0,
+        fraction_of_peak: 0.0,
+        fraction_of_fma_peak: 0.0,
+    })
+}
+
 /// Least-squares slope of ln y against ln x: the scaling exponent.
 pub fn fit_exponent(xs: &[f64], ys: &[f64]) -> f64 {
     let lx: Vec<f64> = xs.iter().map(|x| x.ln()).collect();

@@ -472,3 +472,39 @@ fn collapse_metrics_survive_scales_outside_f64() {
         assert!((sb.ln() - sa.ln() - want).abs() < 1e-6, "{l}: {sa} {sb}");
     }
 }
+
+/// The deep correlation map's fast path (the per-variance Mehler series remembered across layers,
+/// nonlin/moments.rs) against the same map computed afresh at every layer, to depth 300 (past the layer,
+/// ~100, where the ordered map without bias reaches the small-q clamp; depth 1000 gave the same verdict in
+/// 6 s of debug-mode test time): ordered tanh with q -> 0 (the small-q clamp is reached after ~100 layers and then every layer asks for one q), ordered
+/// tanh and gelu with a bias (q settles on its fixed point, c -> 1), and chaotic tanh (c settles below 1).
+/// (Chaotic tanh with a bias at sigma_w^2 = 2.5 has q* where the series is refused: there every layer
+/// still takes the nested 2-D rule, ~80 ms a layer, theory/cost.md, so it is not in this test.)
+/// Equal to 1e-10 at every layer (absolute on c and sign diversity, relative on the std).
+#[test]
+fn deep_correlation_map_fast_path_equals_fresh_computation() {
+    for (act, sw2, sb2, c0) in [
+        (Nonlinearity::Tanh, 0.5, 0.0, 0.5),
+        (Nonlinearity::Tanh, 0.5, 0.1, 0.5),
+        (Nonlinearity::Gelu, 0.8, 0.05, 0.2),
+        (Nonlinearity::Tanh, 1.5, 0.0, 0.9),
+    ] {
+        let mut net = mlp(act, 100, 300, sw2, sb2);
+        net.input.correlation = c0;
+        let fast = predict_collapse(&net, Some(4)).unwrap();
+        let fresh = gradscale::nonlin::moments::without_kernel_cache(|| {
+            predict_collapse(&net, Some(4)).unwrap()
+        });
+        for (f, r) in fast.layers.iter().zip(&fresh.layers) {
+            let at = format!("{act} {sw2} {sb2} layer {}", f.index);
+            assert!((f.c - r.c).abs() <= 1e-10, "{at}: c {} vs {}", f.c, r.c);
+            let (Some(fs), Some(rs)) = (f.preact_std, r.preact_std) else {
+                assert_eq!(f.index, 0);
+                continue;
+            };
+            assert!((fs - rs).abs() <= 1e-10 * rs, "{at}: std {fs} vs {rs}");
+            let (fd, rd) = (f.sign_diversity.unwrap(), r.sign_diversity.unwrap());
+            assert!((fd - rd).abs() <= 1e-10, "{at}: sdiv {fd} vs {rd}");
+        }
+    }
+}

@@ -239,6 +239,8 @@ pub struct McArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Estimate ||J||_F^2 with this many probe vectors instead of the exact Jacobian (for wide networks).
+    /// Without it, a run whose exact Jacobians are estimated above ~30 s prints that estimate and the
+    /// time with --probes 16 on stderr before it starts; it is never switched to probes for you.
     #[arg(long, value_parser = positive_usize, allow_hyphen_values = true)]
     pub probes: Option<usize>,
     /// Probe distribution for --probes: rademacher (entries +-1; about half the variance of gaussian for

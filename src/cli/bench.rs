@@ -52,6 +52,9 @@ pub fn run(a: &Args) -> Result<String> {
         bench::suite(false)
     };
     let mut results: Vec<CaseResult> = Vec::new();
+    if !a.grid_only {
+        results.push(bench::collapse_prediction(1000)?);
+    }
     for c in &cases {
         results.push(bench::in_pool(threads, || {
             bench::run_case(c, peak_n.gflops, fma_n.gflops)

@@ -161,9 +161,20 @@ pub fn main() -> i32 {
 pub fn progress_reporter(total: usize, what: &'static str) -> impl Fn(usize) + Sync {
     let tty = std::io::stderr().is_terminal();
     let step = (total / 100).max(1);
+    let start = std::time::Instant::now();
     move |done: usize| {
         if tty && (done.is_multiple_of(step) || done == total) {
-            eprint!("\r{what}: {done}/{total} samples");
+            // Samples cost alike, so the rate so far extrapolates to the rest.
+            let elapsed = start.elapsed().as_secs_f64();
+            let eta = if done > 0 {
+                format!(
+                    ", ~{:.0} s left",
+                    elapsed / done as f64 * (total - done) as f64
+                )
+            } else {
+                String::new()
+            };
+            eprint!("\r\x1b[2K{what}: {done}/{total} samples{eta}");
             if done == total {
                 eprint!("\r\x1b[2K");
             }

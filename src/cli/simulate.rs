@@ -15,8 +15,73 @@ pub struct Args {
     pub json: bool,
 }
 
+/// Exact runs estimated above this get a note on stderr, before they start, with the probe alternative.
+const LONG_RUN_SECS: f64 = 30.0;
+/// Runs with fewer product flops than this cannot take LONG_RUN_SECS at the rates the engine has shown
+/// even on a loaded machine (>= 5 GFLOP/s on exact Jacobians, theory/cost.md): no calibration for them.
+const CALIBRATE_ABOVE: f64 = 1.5e11;
+/// The probe count the note offers (the bench suite's wide case; its log-bias correction and the probe
+/// noise in the standard errors: theory/monte-carlo.md).
+const SUGGESTED_PROBES: usize = 16;
+/// Share of the product peak the engine reaches on exact Jacobians: 20-80% measured across the bench
+/// suite (theory/cost.md); the estimate takes the middle.
+const EXACT_SHARE_OF_PEAK: f64 = 0.5;
+
+/// The note for an exact run estimated above LONG_RUN_SECS: its time at the product rate measured now
+/// (a 20 ms 256^3 calibration) and the time with probes (products plus the parameter draws, which bound a
+/// wide probe run). None for short or probe runs. The estimator is never switched for the user: probes
+/// change the noise the standard errors carry, so that is the user's call.
+fn long_run_note(
+    net: &gradscale::Network,
+    opts: &gradscale::montecarlo::McOptions,
+    threads: Option<usize>,
+) -> Option<String> {
+    use gradscale::montecarlo::{draws_per_sample, flops_per_sample, Estimator};
+    if opts.estimator != Estimator::Exact {
+        return None;
+    }
+    let samples = opts.samples as f64;
+    let flops = flops_per_sample(net, Estimator::Exact) * samples;
+    if flops < CALIBRATE_ABOVE {
+        return None;
+    }
+    let threads = threads.unwrap_or_else(rayon::current_num_threads);
+    let rate =
+        EXACT_SHARE_OF_PEAK * gradscale::bench::gemm_peak(256, threads, 0.02).ok()?.gflops * 1e9;
+    let secs = flops / rate;
+    if secs.is_nan() || secs <= LONG_RUN_SECS {
+        return None;
+    }
+    // Draw rate of the vectorised normal generator, timed on 2^20 entries.
+    let mut buf = vec![0.0; 1 << 20];
+    let t = std::time::Instant::now();
+    gradscale::montecarlo::fill_normal(&mut buf, 1, 1.0);
+    let draw_secs = t.elapsed().as_secs_f64() / buf.len() as f64 / threads as f64;
+    let probe_secs = flops_per_sample(net, Estimator::Probes(SUGGESTED_PROBES)) * samples / rate
+        + draws_per_sample(net) * samples * draw_secs;
+    Some(format!(
+        "note: exact Jacobians here are {flops:.1e} flops of products, about {} at the product rate measured just now; \
+         --probes {SUGGESTED_PROBES} would take about {} (unbiased, noisier; theory/monte-carlo.md)",
+        duration(secs),
+        duration(probe_secs)
+    ))
+}
+
+fn duration(secs: f64) -> String {
+    if secs < 120.0 {
+        format!("{secs:.0} s")
+    } else if secs < 7200.0 {
+        format!("{:.0} min", secs / 60.0)
+    } else {
+        format!("{:.1} h", secs / 3600.0)
+    }
+}
+
 pub fn measure(net: &gradscale::Network, mc: &McArgs) -> Result<Measurement> {
     let opts = mc.options();
+    if let Some(note) = long_run_note(net, &opts, mc.threads) {
+        eprintln!("{note}");
+    }
     let progress = progress_reporter(opts.samples, "simulate");
     let m = mc.in_pool(|| simulate_with_progress(net, &opts, &progress))?;
     if m.degenerate + m.overflow == m.samples {

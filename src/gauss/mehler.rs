@@ -70,6 +70,90 @@ fn rule() -> &'static (Vec<f64>, Vec<f64>) {
     })
 }
 
+/// sqrt(n) for n = 0 ..= N, so the coefficient pass does no square roots (the same bits as computing
+/// them in place: the recurrence below is unchanged).
+fn roots() -> &'static [f64; N + 1] {
+    static ROOTS: OnceLock<[f64; N + 1]> = OnceLock::new();
+    ROOTS.get_or_init(|| std::array::from_fn(|n| (n as f64).sqrt()))
+}
+
+/// The squared Hermite coefficients a_n(f_k)^2, n < N, of K functions at one variance, once they passed
+/// the error checks: E[f_k(u1) f_k(u2)] at any correlation c is then the polynomial `eval(c)`. Splitting
+/// the coefficients (one Gauss–Hermite pass, the cost) from the sum (N multiply-adds) lets a caller that
+/// sees the same variance again, as a deep correlation map does once q has reached its fixed point or its
+/// small-q limit, keep them (nonlin/moments.rs).
+#[derive(Clone, Debug)]
+pub struct MehlerSeries<const K: usize> {
+    squares: Vec<[f64; K]>,
+}
+
+impl<const K: usize> MehlerSeries<K> {
+    /// The series of f at variance q, or None when the error checks fail. `second[k]` must be an accurate
+    /// E[f_k(u)^2] (it is what the rule is checked against).
+    pub fn new(q: f64, f: impl Fn(f64) -> [f64; K], second: [f64; K]) -> Option<Self> {
+        if !(q.is_finite() && q > 0.0) {
+            return None;
+        }
+        let (nodes, weights) = rule();
+        let sqrt_n = roots();
+        let s = q.sqrt();
+        let mut coef = [[0.0f64; K]; N];
+        let mut rule_second = [0.0f64; K];
+        for (&z, &w) in nodes.iter().zip(weights) {
+            let v = f(s * z);
+            if v.iter().any(|x| !x.is_finite()) {
+                return None;
+            }
+            for k in 0..K {
+                rule_second[k] += w * v[k] * v[k];
+            }
+            // Orthonormal Hermite recurrence h_{n+1} = (z h_n - sqrt(n) h_{n-1}) / sqrt(n+1).
+            let (mut h_prev, mut h) = (0.0, 1.0);
+            for (n, row) in coef.iter_mut().enumerate() {
+                for k in 0..K {
+                    row[k] += w * v[k] * h;
+                }
+                let next = (z * h - sqrt_n[n] * h_prev) / sqrt_n[n + 1];
+                h_prev = h;
+                h = next;
+            }
+        }
+        let mut squares = vec![[0.0; K]; N];
+        for k in 0..K {
+            let e = second[k];
+            if !(e.is_finite() && e >= 0.0) {
+                return None;
+            }
+            if e == 0.0 {
+                // f = 0 almost surely: every cross moment is 0.
+                continue;
+            }
+            if (rule_second[k] - e).abs() > TAIL * e {
+                return None;
+            }
+            let kept: f64 = coef.iter().map(|a| a[k] * a[k]).sum();
+            // Discrete Parseval: rule_second = kept + the squares of the dropped discrete coefficients.
+            if rule_second[k] - kept > TAIL * e {
+                return None;
+            }
+            for (sq, a) in squares.iter_mut().zip(&coef) {
+                sq[k] = a[k] * a[k];
+            }
+        }
+        Some(MehlerSeries { squares })
+    }
+
+    /// [sum_n a_n(f_k)^2 c^n]_k, or None for c outside [-1, 1] (where the tail bound does not hold).
+    pub fn eval(&self, c: f64) -> Option<[f64; K]> {
+        if !(c.is_finite() && (-1.0..=1.0).contains(&c)) {
+            return None;
+        }
+        Some(std::array::from_fn(|k| {
+            self.squares.iter().rev().fold(0.0, |acc, a| acc * c + a[k])
+        }))
+    }
+}
+
 /// [sum_n a_n(f_k)^2 c^n]_k, i.e. E[f_k(u1) f_k(u2)] for u1, u2 ~ N(0, q) with correlation c, or None when
 /// the error checks fail. `second[k]` must be an accurate E[f_k(u)^2] (it is what the rule is checked
 /// against).
@@ -79,53 +163,10 @@ pub fn mehler_many<const K: usize>(
     f: impl Fn(f64) -> [f64; K],
     second: [f64; K],
 ) -> Option<[f64; K]> {
-    if !(q.is_finite() && q > 0.0 && c.is_finite() && (-1.0..=1.0).contains(&c)) {
+    if !(c.is_finite() && (-1.0..=1.0).contains(&c)) {
         return None;
     }
-    let (nodes, weights) = rule();
-    let s = q.sqrt();
-    let mut coef = [[0.0f64; K]; N];
-    let mut rule_second = [0.0f64; K];
-    for (&z, &w) in nodes.iter().zip(weights) {
-        let v = f(s * z);
-        if v.iter().any(|x| !x.is_finite()) {
-            return None;
-        }
-        for k in 0..K {
-            rule_second[k] += w * v[k] * v[k];
-        }
-        // Orthonormal Hermite recurrence h_{n+1} = (z h_n - sqrt(n) h_{n-1}) / sqrt(n+1).
-        let (mut h_prev, mut h) = (0.0, 1.0);
-        for (n, row) in coef.iter_mut().enumerate() {
-            for k in 0..K {
-                row[k] += w * v[k] * h;
-            }
-            let next = (z * h - (n as f64).sqrt() * h_prev) / ((n + 1) as f64).sqrt();
-            h_prev = h;
-            h = next;
-        }
-    }
-    let mut out = [0.0; K];
-    for k in 0..K {
-        let e = second[k];
-        if !(e.is_finite() && e >= 0.0) {
-            return None;
-        }
-        if e == 0.0 {
-            // f = 0 almost surely: every cross moment is 0.
-            continue;
-        }
-        if (rule_second[k] - e).abs() > TAIL * e {
-            return None;
-        }
-        let kept: f64 = coef.iter().map(|a| a[k] * a[k]).sum();
-        // Discrete Parseval: rule_second = kept + the squares of the dropped discrete coefficients.
-        if rule_second[k] - kept > TAIL * e {
-            return None;
-        }
-        out[k] = coef.iter().rev().fold(0.0, |acc, a| acc * c + a[k] * a[k]);
-    }
-    Some(out)
+    MehlerSeries::new(q, f, second)?.eval(c)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 
 mod mehler;
 
-pub use mehler::mehler_many;
+pub use mehler::{mehler_many, MehlerSeries};
 
 use std::sync::OnceLock;
 

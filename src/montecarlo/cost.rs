@@ -55,37 +55,51 @@ pub fn flops_per_sample(net: &Network, estimator: Estimator) -> f64 {
     pass_flops(net, net.input.batch as f64) + pass_flops(net, fwd) + pass_flops(net, bwd)
 }
 
+/// Parameter entries of `ops` (dense weights and biases, orthogonal skips); returns the output width.
+fn ops_params(ops: &[Op], n_in: usize, total: &mut f64) -> usize {
+    let mut n = n_in;
+    for op in ops {
+        match op {
+            Op::Dense(d) => {
+                *total += (d.width as f64 + 1.0) * n as f64;
+                n = d.width;
+            }
+            Op::Residual(r) => {
+                if r.skip == Skip::Orthogonal {
+                    *total += (n * n) as f64;
+                }
+                ops_params(&r.branch, n, total);
+            }
+            _ => {}
+        }
+    }
+    n
+}
+
+/// Random draws of one sample: every parameter entry (a wide network's probe estimate is bound by these,
+/// not by its products: theory/cost.md).
+pub fn draws_per_sample(net: &Network) -> f64 {
+    let mut total = 0.0;
+    let mut n = net.input.width;
+    for layer in &net.layers {
+        n = ops_params(&layer.ops, n, &mut total);
+    }
+    total + (net.input.width * net.input.batch) as f64
+}
+
 /// Bytes one sample holds at its peak: every op's parameters (reverse mode needs them all), the forward
 /// trace, and a few Jacobian blocks of the widest layer.
 pub fn bytes_per_sample(net: &Network, estimator: Estimator) -> f64 {
-    fn params(ops: &[Op], n_in: usize, total: &mut f64) -> usize {
-        let mut n = n_in;
-        for op in ops {
-            match op {
-                Op::Dense(d) => {
-                    *total += 8.0 * (d.width as f64 + 1.0) * n as f64;
-                    n = d.width;
-                }
-                Op::Residual(r) => {
-                    if r.skip == Skip::Orthogonal {
-                        *total += 8.0 * (n * n) as f64;
-                    }
-                    params(&r.branch, n, total);
-                }
-                _ => {}
-            }
-        }
-        n
-    }
     let mut total = 0.0;
     let mut n = net.input.width;
     let mut widest = n;
     let mut ops_count = 0usize;
     for layer in &net.layers {
-        n = params(&layer.ops, n, &mut total);
+        n = ops_params(&layer.ops, n, &mut total);
         widest = widest.max(n);
         ops_count += layer.ops.len();
     }
+    total *= 8.0;
     let batch = net.input.batch as f64;
     // Outputs and caches (each at most two n x B matrices per op).
     total += 16.0 * batch * widest as f64 * (ops_count + net.depth()) as f64;

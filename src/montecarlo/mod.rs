@@ -16,7 +16,7 @@ pub mod param_jvp;
 pub mod pythagorean;
 mod sample;
 
-pub use cost::{bytes_per_sample, flops_per_sample};
+pub use cost::{bytes_per_sample, draws_per_sample, flops_per_sample};
 pub use normal::fill_normal;
 #[allow(unused_imports)]
 pub(crate) use ops::{batch_norm_tangent, layer_norm_tangent, normalise, scale_by, scale_rows};

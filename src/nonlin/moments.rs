@@ -2,8 +2,10 @@
 //! ([`crate::gauss`]) otherwise. Derivations: `theory/gaussian-expectations.md`.
 
 use super::{Nonlinearity, SELU_ALPHA, SELU_LAMBDA};
-use crate::gauss;
+use crate::gauss::{self, MehlerSeries};
+use std::cell::{Cell, RefCell};
 use std::f64::consts::{FRAC_1_SQRT_2, PI};
+use std::rc::Rc;
 
 /// 1/sqrt(2 pi).
 const C0: f64 = 0.398_942_280_401_432_7;
@@ -341,8 +343,7 @@ impl Nonlinearity {
                 // Equal variances and a smooth phi (every correlation map): Mehler's series, when its
                 // own error checks pass (gauss/mehler.rs); the nested 2-D rule otherwise.
                 if q11 == q22 && q11 > 0.0 && k.is_empty() {
-                    let m = self.moments(q11);
-                    if let Some([pp, dd]) = gauss::mehler_many(q11, c, both, [m.second, m.dphi2]) {
+                    if let Some([pp, dd]) = self.kernel(q11).1.and_then(|s| s.eval(c)) {
                         return (pp, dd);
                     }
                 }
@@ -350,6 +351,70 @@ impl Nonlinearity {
                 (pp, dd)
             }
         }
+    }
+}
+
+/// Entries kept by [`Nonlinearity::kernel`]: a network's distinct nonlinearities at their current
+/// variances (a few per layer), and each deep map settles on one q per nonlinearity.
+const KERNEL_CACHE: usize = 8;
+
+thread_local! {
+    static KERNELS: RefCell<Vec<(Nonlinearity, u64, Kernel)>> = const { RefCell::new(Vec::new()) };
+    static KERNEL_CACHE_ON: Cell<bool> = const { Cell::new(true) };
+}
+
+/// The moments at one variance and, for a smooth phi whose series passes its checks, the Mehler series
+/// of [phi, phi'] there.
+type Kernel = (Moments, Option<Rc<MehlerSeries<2>>>);
+
+/// Runs `f` with the kernel cache off on this thread: the reference path for tests of the cache.
+#[doc(hidden)]
+pub fn without_kernel_cache<R>(f: impl FnOnce() -> R) -> R {
+    let was = KERNEL_CACHE_ON.with(|c| c.replace(false));
+    let r = f();
+    KERNEL_CACHE_ON.with(|c| c.set(was));
+    r
+}
+
+impl Nonlinearity {
+    /// `moments(q)` and the Mehler series at q, remembered per (nonlinearity, exact q). A deep
+    /// correlation map calls this once per layer, and once q has reached its fixed point (or the small-q
+    /// clamp of theory/act.rs) every layer asks for the same bits: the Gauss–Hermite pass (192 nodes) and
+    /// the 1-D quadrature are then paid once, and each layer costs one polynomial in c. Keyed on the exact
+    /// bits of q, so a hit returns what a fresh computation would: results are unchanged.
+    pub(crate) fn kernel(&self, q: f64) -> Kernel {
+        let compute = || {
+            let m = self.moments(q);
+            let series = if q > 0.0 && self.kinks().is_empty() {
+                MehlerSeries::new(q, |x| [self.phi(x), self.dphi(x)], [m.second, m.dphi2])
+                    .map(Rc::new)
+            } else {
+                None
+            };
+            (m, series)
+        };
+        if !KERNEL_CACHE_ON.with(Cell::get) {
+            return compute();
+        }
+        let key = q.to_bits();
+        let hit = KERNELS.with(|k| {
+            k.borrow()
+                .iter()
+                .find(|(a, b, _)| a == self && *b == key)
+                .map(|(_, _, v)| v.clone())
+        });
+        if let Some(v) = hit {
+            return v;
+        }
+        let v = compute();
+        KERNELS.with(|k| {
+            let mut k = k.borrow_mut();
+            if k.len() >= KERNEL_CACHE {
+                k.remove(0);
+            }
+            k.push((*self, key, v.clone()));
+        });
+        v
     }
 }
 

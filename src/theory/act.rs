@@ -91,7 +91,8 @@ fn correlation_map(act: Nonlinearity, log_q: f64, c: f64, log_second: f64) -> f6
     let second = if log_q_eval == log_q {
         log_second.exp()
     } else {
-        act.moments(q).second
+        // The same q every layer once the map has reached the clamp: remembered (nonlin/moments.rs).
+        act.kernel(q).0.second
     };
     (cross / second).clamp(-1.0, 1.0)
 }
