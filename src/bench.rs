@@ -2,7 +2,7 @@
 //! run (so a busy or throttled machine lowers the peak and the engine alike). Used by `gradscale bench`
 //! and `benches/engine.rs`; results and scaling fits are written up in theory/cost.md.
 
-use crate::arch::{Dense, Init, InputModel, Layer, MlpSpec, Network, Op, Residual, Skip};
+use crate::arch::{InputModel, MlpSpec, Network, Op};
 use crate::error::{Error, Result};
 use crate::montecarlo::{self, gemm, Estimator, McOptions};
 use crate::theory::{self, MfOptions};
@@ -274,53 +274,28 @@ fn mlp(act: Nonlinearity, width: usize, depth: usize) -> Network {
 
 /// `depth` layers of [Dense, BatchNorm, tanh] at width `width`, batch `batch`.
 pub fn batch_norm_net(width: usize, depth: usize, batch: usize) -> Network {
-    let dense = Op::Dense(Dense {
+    Network::stack(
         width,
-        sigma_w2: 1.0,
-        sigma_b2: 0.0,
-        init: Init::Gaussian,
-    });
-    Network {
-        input: InputModel {
-            width,
-            batch,
-            correlation: 0.0,
-            data: None,
-        },
-        layers: (0..depth)
-            .map(|_| Layer {
-                ops: vec![
-                    dense.clone(),
-                    Op::BatchNorm { eps: 1e-5 },
-                    Op::Act(Nonlinearity::Tanh),
-                ],
-            })
-            .collect(),
-    }
+        batch,
+        depth,
+        vec![
+            Op::dense(width, 1.0, 0.0),
+            Op::BatchNorm { eps: 1e-5 },
+            Op::Act(Nonlinearity::Tanh),
+        ],
+    )
 }
 
 /// `depth` residual blocks x + rho(x), rho = [Dense, relu, Dense] with sigma_w^2 = 2 then 1/depth.
 pub fn resnet(width: usize, depth: usize) -> Network {
-    let d = |s: f64| {
-        Op::Dense(Dense {
-            width,
-            sigma_w2: s,
-            sigma_b2: 0.0,
-            init: Init::Gaussian,
-        })
-    };
-    Network {
-        input: InputModel::sphere(width),
-        layers: (0..depth)
-            .map(|_| Layer {
-                ops: vec![Op::Residual(Residual {
-                    skip: Skip::Identity,
-                    alpha: 1.0,
-                    branch: vec![d(2.0), Op::Act(Nonlinearity::Relu), d(1.0 / depth as f64)],
-                })],
-            })
-            .collect(),
-    }
+    let branch = vec![
+        Op::dense(width, 2.0, 0.0),
+        Op::Act(Nonlinearity::Relu),
+        Op::dense(width, 1.0 / depth as f64, 0.0),
+    ];
+    let mut net = Network::stack(width, 1, depth, vec![Op::residual(1.0, branch)]);
+    net.input = InputModel::sphere(width);
+    net
 }
 
 fn case(name: String, net: Network, samples: usize, estimator: Estimator) -> McCase {

@@ -3,7 +3,7 @@
 //! Each has a measurement (or, labelled as such, a closed-form consistency check) that could contradict it.
 
 use super::{AuditOptions, Evidence};
-use crate::arch::{Dense, Init, MlpSpec, Network, Op, Residual, Skip};
+use crate::arch::{Dense, Init, MlpSpec, Network, Op};
 use crate::error::Result;
 use crate::verify::observable::{
     self as obs, FiniteWidthLaw, FittedRate, IsometryVariance, LnGscFromInput, LnGscToOutput,
@@ -138,15 +138,14 @@ fn resnet_dtd(width: usize, blocks: usize) -> Network {
         width,
         1,
         blocks,
-        vec![Op::Residual(Residual {
-            skip: Skip::Identity,
-            alpha: 0.8,
-            branch: vec![
+        vec![Op::residual(
+            0.8,
+            vec![
                 Op::dense(width, 3.0, 0.0),
                 Op::Act(Nonlinearity::Tanh),
                 Op::dense(width, 1.5, 0.0),
             ],
-        })],
+        )],
     )
 }
 

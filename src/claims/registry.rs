@@ -4,7 +4,7 @@
 use super::capabilities as cap;
 use super::ClaimTestFn as ClaimTest;
 use super::{Claim, Evidence};
-use crate::arch::{MlpSpec, Network, Op, Residual, Skip};
+use crate::arch::{MlpSpec, Network, Op};
 use crate::error::Result;
 use crate::verify::observable::{FinalCosine, LnGscToOutput, Sampled, SqNorm};
 use crate::verify::{self, CheckPolicy, Estimator, Observable, Relation, TestPolicy};
@@ -136,16 +136,15 @@ fn resnet_tanh(width: usize, blocks: usize) -> Network {
         width,
         1,
         blocks,
-        vec![Op::Residual(Residual {
-            skip: Skip::Identity,
-            alpha: 1.0,
-            branch: vec![
+        vec![Op::residual(
+            1.0,
+            vec![
                 Op::dense(width, 1.0, 0.0),
                 Op::LayerNorm { eps: 1e-5 },
                 Op::Act(Nonlinearity::Tanh),
                 Op::dense(width, 1.0, 0.0),
             ],
-        })],
+        )],
     )
 }
 

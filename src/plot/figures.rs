@@ -2,7 +2,7 @@
 //! Monte Carlo as points with 95% error bars) and labelled with its configuration and seed.
 
 use super::{Figure, Series};
-use crate::arch::{Dense, Init, InputModel, Layer, MlpSpec, Network, Op, Residual, Skip};
+use crate::arch::{InputModel, MlpSpec, Network, Op};
 use crate::error::{Error, Result};
 use crate::verify::observable::{self as obs, LnGscToOutput, Observable};
 use crate::verify::Estimator;
@@ -342,37 +342,24 @@ fn resnet_dilution(o: &FigureOptions) -> Result<Figure> {
     let width = 100;
     let samples = if o.quick { 32 } else { 128 };
     let branch = vec![
-        Op::Dense(Dense {
-            width,
-            sigma_w2: 4.0,
-            sigma_b2: 0.0,
-            init: Init::Gaussian,
-        }),
+        Op::dense(width, 4.0, 0.0),
         Op::Act(Nonlinearity::Tanh),
-        Op::Dense(Dense {
-            width,
-            sigma_w2: 1.0,
-            sigma_b2: 0.0,
-            init: Init::Gaussian,
-        }),
+        Op::dense(width, 1.0, 0.0),
     ];
-    let block = |alpha: f64| Network {
-        input: InputModel::sphere(width),
-        layers: vec![Layer {
-            ops: vec![Op::Residual(Residual {
-                skip: Skip::Identity,
-                alpha,
-                branch: branch.clone(),
-            })],
-        }],
+    let on_sphere = |mut net: Network| {
+        net.input = InputModel::sphere(width);
+        net
+    };
+    let block = |alpha: f64| {
+        on_sphere(Network::stack(
+            width,
+            1,
+            1,
+            vec![Op::residual(alpha, branch.clone())],
+        ))
     };
     // GSC of the branch alone (as a 1-layer network), from the closed form.
-    let branch_net = Network {
-        input: InputModel::sphere(width),
-        layers: vec![Layer {
-            ops: branch.clone(),
-        }],
-    };
+    let branch_net = on_sphere(Network::stack(width, 1, 1, branch.clone()));
     let pb = crate::verify::closed_form(&branch_net)?;
     let gsc_rho = pb.layers[0].log_gsc_to_output.exp();
     let q_rho = pb.layers[1].sq_norm;
@@ -572,29 +559,16 @@ fn bn_rate(o: &FigureOptions) -> Result<Figure> {
             .collect();
         let (mut pts, mut bars) = (vec![], vec![]);
         for (j, &b) in batches.iter().enumerate() {
-            let net = Network {
-                input: InputModel {
-                    width,
-                    batch: b,
-                    correlation: 0.0,
-                    data: None,
-                },
-                layers: vec![
-                    Layer {
-                        ops: vec![
-                            Op::Dense(Dense {
-                                width,
-                                sigma_w2: sw2,
-                                sigma_b2: 0.0,
-                                init: Init::Gaussian,
-                            }),
-                            Op::BatchNorm { eps: 1e-5 },
-                            Op::Act(act)
-                        ],
-                    };
-                    depth
+            let net = Network::stack(
+                width,
+                b,
+                depth,
+                vec![
+                    Op::dense(width, sw2, 0.0),
+                    Op::BatchNorm { eps: 1e-5 },
+                    Op::Act(act),
                 ],
-            };
+            );
             let seed = o.seed + (100 * c + j) as u64;
             let s = crate::verify::sampled::rate_between(
                 &net,

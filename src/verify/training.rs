@@ -9,7 +9,7 @@
 //! chosen, and only then are the trained nets analysed (Taylor-replacement depth, path-profile depth,
 //! per-layer dilution k_l, GSC during training).
 
-use crate::arch::{InputModel, Layer, Network, Op, Residual, Skip};
+use crate::arch::{Network, Op};
 use crate::data::{self, CsvOptions, Dataset, Split, Standardize};
 use crate::depth::residual::residual_decomposition;
 use crate::depth::taylor::{effective_depth, Labelled, TaylorPoint};
@@ -128,39 +128,19 @@ pub fn network(
     input: usize,
     classes: usize,
 ) -> Network {
-    let mut layers = vec![Layer {
-        ops: ln_tanh(width),
-    }];
+    let mut layers = vec![ln_tanh(width)];
     let hidden = depth.saturating_sub(2);
     match family {
-        Family::Plain => layers.extend((0..hidden).map(|_| Layer {
-            ops: ln_tanh(width),
-        })),
+        Family::Plain => layers.extend((0..hidden).map(|_| ln_tanh(width))),
         Family::Resnet => {
             let alpha = 1.0 / (hidden.max(1) as f64).sqrt();
             let mut branch = ln_tanh(width);
             branch.push(Op::dense(width, 1.0, 0.0));
-            layers.extend((0..hidden).map(|_| Layer {
-                ops: vec![Op::Residual(Residual {
-                    skip: Skip::Identity,
-                    alpha,
-                    branch: branch.clone(),
-                })],
-            }));
+            layers.extend((0..hidden).map(|_| vec![Op::residual(alpha, branch.clone())]));
         }
     }
-    layers.push(Layer {
-        ops: vec![Op::dense(classes, 1.0, 0.0)],
-    });
-    Network {
-        input: InputModel {
-            width: input,
-            batch: 1,
-            correlation: 0.0,
-            data: None,
-        },
-        layers,
-    }
+    layers.push(vec![Op::dense(classes, 1.0, 0.0)]);
+    Network::from_layers(input, 1, layers)
 }
 
 /// One configuration's result at its chosen learning rate, over seeds.
