@@ -91,3 +91,33 @@ pub fn z_for_false_alarm(alpha: f64) -> f64 {
 pub fn p_two_sided(z: f64) -> f64 {
     libm::erfc(z.abs() / std::f64::consts::SQRT_2)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hand-computed values: the unbiased (n - 1) variance, the type-7 median, and one sample's spread
+    /// reported as 0 rather than 0/0 (the verifier calls a single sample inconclusive by its count, so a
+    /// NaN here would only hide that reason).
+    #[test]
+    fn summary_matches_hand_computed_values() {
+        let s = Summary::of(&[1.0, 2.0, 4.0, 9.0]).unwrap();
+        assert_eq!(s.n, 4);
+        assert_eq!(s.mean, 4.0);
+        // Squared deviations 9 + 4 + 0 + 25 = 38, over n - 1 = 3.
+        assert!((s.sd - (38.0f64 / 3.0).sqrt()).abs() < 1e-15);
+        assert!((s.stderr - s.sd / 2.0).abs() < 1e-15);
+        assert_eq!(s.median, 3.0);
+        let one = Summary::of(&[5.0]).unwrap();
+        assert_eq!((one.mean, one.sd, one.stderr, one.n), (5.0, 0.0, 0.0, 1));
+        assert!(Summary::of(&[]).is_none());
+    }
+
+    #[test]
+    fn normal_quantile_and_p_value_are_inverse() {
+        let z = z_for_false_alarm(0.05);
+        assert!((z - 1.959_963_984_540_054).abs() < 1e-9);
+        assert!((p_two_sided(z) - 0.05).abs() < 1e-12);
+        assert!((p_two_sided(-z) - 0.05).abs() < 1e-12);
+    }
+}
