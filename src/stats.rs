@@ -113,6 +113,33 @@ mod tests {
         assert!(Summary::of(&[]).is_none());
     }
 
+    /// Computed relative to the largest log: equal to the direct summary where that one is finite, and
+    /// finite at e^700, whose squared deviations overflow directly; all-zero values (logs of -inf) too.
+    #[test]
+    fn summary_of_logs_equals_the_direct_one_and_survives_huge_values() {
+        let xs = [1.0f64, 2.0, 4.0, 9.0];
+        let logs: Vec<f64> = xs.iter().map(|x| x.ln()).collect();
+        let (a, b) = (Summary::of_exp(&logs).unwrap(), Summary::of(&xs).unwrap());
+        for (u, v) in [
+            (a.mean, b.mean),
+            (a.sd, b.sd),
+            (a.stderr, b.stderr),
+            (a.median, b.median),
+        ] {
+            assert!((u - v).abs() <= 1e-14 * v.abs(), "{u} vs {v}");
+        }
+        let big = Summary::of_exp(&[700.0, 700.0 + 2f64.ln()]).unwrap();
+        let e700 = 700f64.exp();
+        assert!((big.mean / e700 - 1.5).abs() < 1e-13, "{}", big.mean / e700);
+        assert!(
+            (big.sd / e700 - 0.5f64.sqrt()).abs() < 1e-13,
+            "{}",
+            big.sd / e700
+        );
+        let zeros = Summary::of_exp(&[f64::NEG_INFINITY; 3]).unwrap();
+        assert_eq!((zeros.mean, zeros.sd), (0.0, 0.0));
+    }
+
     #[test]
     fn normal_quantile_and_p_value_are_inverse() {
         let z = z_for_false_alarm(0.05);
