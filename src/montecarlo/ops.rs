@@ -462,7 +462,7 @@ mod probe_tests {
     /// this Jacobian the diagonal of A carries a quarter of ||A||_F^2 (tanh' shrinks J towards low rank),
     /// so the gain is a quarter of the variance, not the half of a square Gaussian J (test above).
     #[test]
-    fn rademacher_halves_the_probe_variance_on_a_network_jacobian() {
+    fn rademacher_probe_variance_on_a_network_jacobian_follows_the_formula() {
         let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(11);
         let n = 40;
         let mut x = gaussian_matrix(n, 1, 1.0, &mut rng);
