@@ -247,6 +247,23 @@ fn simulate(
     )
 }
 
+/// One statistic of a `simulate` run, with its sample and degenerate counts.
+fn simulated(
+    net: &Network,
+    samples: usize,
+    seed: u64,
+    estimator: Estimator,
+    pick: impl FnOnce(&crate::montecarlo::Measurement) -> Summary,
+) -> Result<Sampled> {
+    let m = simulate(net, samples, seed, estimator)?;
+    Ok(Sampled {
+        summary: pick(&m),
+        samples: m.samples,
+        degenerate: m.degenerate,
+        notes: Vec::new(),
+    })
+}
+
 /// ln GSC(L, l): the gradient scale from layer l's output to the network's output. Bias bound
 /// kappa * span(l, L).
 #[derive(Clone, Copy, Debug)]
@@ -269,12 +286,8 @@ impl Observable for LnGscToOutput {
         Ok(Some(ClosedForm::exact(v, self.bias_bound(net, v, policy))))
     }
     fn monte_carlo(&self, net: &Network, samples: usize, seed: u64) -> Result<Sampled> {
-        let m = simulate(net, samples, seed, self.estimator)?;
-        Ok(Sampled {
-            summary: m.layers[self.layer].log_gsc_to_output,
-            samples: m.samples,
-            degenerate: m.degenerate,
-            notes: Vec::new(),
+        simulated(net, samples, seed, self.estimator, |m| {
+            m.layers[self.layer].log_gsc_to_output
         })
     }
     fn bias_bound(&self, net: &Network, _value: f64, policy: &CheckPolicy) -> f64 {
@@ -329,12 +342,8 @@ impl Observable for SqNorm {
         Ok(Some(ClosedForm::exact(v, self.bias_bound(net, v, policy))))
     }
     fn monte_carlo(&self, net: &Network, samples: usize, seed: u64) -> Result<Sampled> {
-        let m = simulate(net, samples, seed, self.estimator)?;
-        Ok(Sampled {
-            summary: m.layers[self.layer].sq_norm,
-            samples: m.samples,
-            degenerate: m.degenerate,
-            notes: Vec::new(),
+        simulated(net, samples, seed, self.estimator, |m| {
+            m.layers[self.layer].sq_norm
         })
     }
     fn bias_bound(&self, net: &Network, value: f64, policy: &CheckPolicy) -> f64 {
