@@ -14,6 +14,10 @@
 
 use crate::arch::{Network, Op, Skip};
 use crate::nonlin::Nonlinearity;
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+use rand_xoshiro::Xoshiro256PlusPlus;
+use rayon::prelude::*;
 use std::f64::consts::PI;
 
 /// One block f + alpha relu(W2 relu(W1 f)), W_i entries of variance sigma_i^2 / n.
@@ -88,12 +92,27 @@ fn step(b: &ReluBlock, s: State) -> (State, f64, f64, f64) {
     (next, rho2, gamma, jt - rho2)
 }
 
+/// The sampled chain's law of ln GSC(L, l) at one l.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct SampledValue {
+    pub mean: f64,
+    /// Standard error of `mean` from the chain's own sampling (draws are independent).
+    pub mean_se: f64,
+    pub sd: f64,
+    pub q05: f64,
+    pub q95: f64,
+}
+
 /// Finite-width and infinite-width ln GSC(L, l) of a relu-ended ResNet, l = 0..=L (l counts blocks from the
-/// input; entry L is 0), for Gaussian inputs (mean coordinate 0).
+/// input; entry L is 0), for Gaussian inputs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RadialLaw {
     pub width: usize,
-    /// The chain's mean ln GSC(L, l) at width n.
+    /// The sampled chain (the forward pass and the leak drawn at width n, section 9): the width-n law.
+    pub sampled: Vec<SampledValue>,
+    /// Number of chain draws behind `sampled`.
+    pub draws: usize,
+    /// The deterministic chain (every per-block quantity at its mean-field value): mean ln GSC(L, l).
     pub finite: Vec<f64>,
     /// The same chain at n = infinity (equals the mean-field closed form).
     pub infinite: Vec<f64>,
@@ -102,9 +121,173 @@ pub struct RadialLaw {
     pub lower_bound: f64,
 }
 
-/// The radial-bulk chain for `net`, or `None` when the network is not a relu-ended ResNet.
+/// Draws and seed of the sampled chain.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RadialOptions {
+    pub draws: usize,
+    pub seed: u64,
+}
+
+impl Default for RadialOptions {
+    fn default() -> Self {
+        RadialOptions {
+            draws: 2000,
+            seed: 0x5EED_0017,
+        }
+    }
+}
+
+/// The radial-bulk chain for `net` with the default draws, or `None` when the network is not a relu-ended
+/// ResNet with Gaussian inputs.
 pub fn predict_radial(net: &Network) -> Option<RadialLaw> {
+    predict_radial_with(net, &RadialOptions::default())
+}
+
+/// Generator of draw `index`: a SplitMix64 mix of (seed, index), so that a draw's numbers do not depend on
+/// which thread runs it.
+fn draw_rng(seed: u64, index: u64) -> Xoshiro256PlusPlus {
+    let mut z = seed
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(0x243F_6A88_85A3_08D3)
+        ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    Xoshiro256PlusPlus::seed_from_u64(z ^ (z >> 31))
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// One block's random quantities for one sampled network: rho^2, the leak lambda and E[||J||_F^2 | forward].
+struct BlockDraw {
+    rho2: f64,
+    lambda: f64,
+    fro: f64,
+}
+
+/// One network's forward pass and per-block leak, sampled in O(n) per block (theory/finite-width.md
+/// section 9, "The sampled chain"). Given f, W1 = h1 f^T / ||f||^2 + G1 P_f with G1 independent of h1, so
+/// h1 = W1 f is i.i.d. N(0, s1 ||f||^2 / n) and W1 acting orthogonally to f is fresh; likewise W2 given a1.
+fn draw_network(blocks: &[ReluBlock], rng: &mut Xoshiro256PlusPlus) -> Vec<BlockDraw> {
+    let n = blocks[0].width;
+    let nf64 = n as f64;
+    let normal = |k: usize, sd: f64, rng: &mut Xoshiro256PlusPlus| -> Vec<f64> {
+        (0..k)
+            .map(|_| sd * rng.sample::<f64, _>(StandardNormal))
+            .collect()
+    };
+    let mut f = normal(n, 1.0, rng);
+    let mut out = Vec::with_capacity(blocks.len());
+    for b in blocks {
+        let (a, s1, s2) = (b.alpha, b.sigma1_w2, b.sigma2_w2);
+        let ff = dot(&f, &f);
+        let h1 = normal(n, (s1 * ff / nf64).sqrt(), rng);
+        let a1: Vec<f64> = h1.iter().map(|&x| x.max(0.0)).collect();
+        let aa = dot(&a1, &a1);
+        let h2 = normal(n, (s2 * aa / nf64).sqrt(), rng);
+        let g: Vec<f64> = h2.iter().map(|&x| x.max(0.0)).collect();
+        let d1 = h1.iter().filter(|&&x| x > 0.0).count() as f64;
+        let d2 = h2.iter().filter(|&&x| x > 0.0).count() as f64;
+        let f1: Vec<f64> = f.iter().zip(&g).map(|(x, y)| x + a * y).collect();
+        let ff1 = dot(&f1, &f1);
+        let gg = dot(&g, &g);
+        // Leak: P_f J^T u = a P_f g / ||f'|| + a P_f G1^T y, y = w c / ||a1|| + D1 P_w G2^T D2 u, with
+        // u = f' / ||f'||, w = a1 / ||a1||, c = <g, u>; G2^T D2 u and G1^T y are fresh Gaussian vectors.
+        let nf1 = ff1.sqrt();
+        let c = dot(&g, &f1) / nf1;
+        let d2u: f64 = h2
+            .iter()
+            .zip(&f1)
+            .filter(|(&h, _)| h > 0.0)
+            .map(|(_, &x)| x * x)
+            .sum::<f64>()
+            / ff1;
+        let mut y = normal(n, (s2 * d2u / nf64).sqrt(), rng);
+        let wy = dot(&a1, &y) / aa;
+        for ((yi, &ai), &hi) in y.iter_mut().zip(&a1).zip(&h1) {
+            *yi = if hi > 0.0 {
+                *yi - wy * ai + ai * c / aa
+            } else {
+                0.0
+            };
+        }
+        let yy = dot(&y, &y);
+        let mut z = normal(n, (s1 * yy / nf64).sqrt(), rng);
+        for (zi, &gi) in z.iter_mut().zip(&g) {
+            *zi += gi / nf1;
+        }
+        let zf = dot(&z, &f) / ff;
+        let lambda = a * a * (dot(&z, &z) - zf * zf * ff);
+        let rho2 = ff1 / ff;
+        // E[||J||_F^2 | forward] - rho^2: the identity's n - 1 bulk directions plus the two random parts of
+        // D2 W2 D1 W1 restricted to P_f (the rank-one g (G1^T w)^T / ||a1|| and D2 G2 P_w D1 G1 P_f).
+        let fro = rho2
+            + (nf64 - 1.0)
+                * (1.0 + a * a * s1 * (gg / (nf64 * aa) + s2 * d2 * (d1 - 1.0) / (nf64 * nf64)));
+        out.push(BlockDraw { rho2, lambda, fro });
+        // Homogeneity: only f's direction matters; keep it O(1).
+        let scale = (nf64 / ff1).sqrt();
+        f = f1.iter().map(|x| x * scale).collect();
+    }
+    out
+}
+
+/// ln GSC(L, l) for l = 0..L of one sampled network from the two masses (entry L is 0).
+fn draw_chain(n: f64, draws: &[BlockDraw]) -> Vec<f64> {
+    let depth = draws.len();
+    (0..=depth)
+        .map(|start| {
+            let (mut radial, mut bulk) = (1.0, n - 1.0);
+            let (mut log_scale, mut log_fwd) = (0.0, 0.0);
+            for d in &draws[start..] {
+                let leak = d.lambda * bulk / (n - 1.0);
+                bulk *= (d.fro - d.rho2 - d.lambda) / (n - 1.0);
+                radial = d.rho2 * radial + leak;
+                log_fwd += d.rho2.ln();
+                let t = radial + bulk;
+                radial /= t;
+                bulk /= t;
+                log_scale += t.ln();
+            }
+            0.5 * (log_scale + (radial + bulk).ln() - n.ln() - log_fwd)
+        })
+        .collect()
+}
+
+/// The radial-bulk chain for `net`, or `None` when the network is not a relu-ended ResNet with Gaussian
+/// inputs (or `opts.draws` < 2).
+pub fn predict_radial_with(net: &Network, opts: &RadialOptions) -> Option<RadialLaw> {
+    if net.input.data.is_some() || opts.draws < 2 {
+        return None;
+    }
     let blocks = relu_ended_blocks(net)?;
+    if blocks.is_empty() || net.input.width < 2 {
+        return None;
+    }
+    let nw = net.input.width as f64;
+    let runs: Vec<Vec<f64>> = (0..opts.draws)
+        .into_par_iter()
+        .map(|i| {
+            draw_chain(
+                nw,
+                &draw_network(&blocks, &mut draw_rng(opts.seed, i as u64)),
+            )
+        })
+        .collect();
+    let sampled = (0..=blocks.len())
+        .map(|l| {
+            let xs: Vec<f64> = runs.iter().map(|r| r[l]).collect();
+            let s = crate::stats::Summary::of(&xs).expect("draws >= 2");
+            SampledValue {
+                mean: s.mean,
+                mean_se: s.stderr,
+                sd: s.sd,
+                q05: crate::stats::quantile(&xs, 0.05),
+                q95: crate::stats::quantile(&xs, 0.95),
+            }
+        })
+        .collect();
     let n = net.input.width as f64;
     let depth = blocks.len();
     let mut states = Vec::with_capacity(depth + 1);
@@ -140,6 +323,8 @@ pub fn predict_radial(net: &Network) -> Option<RadialLaw> {
     let infinite = (0..=depth).map(|l| chain(l, None)).collect();
     Some(RadialLaw {
         width: net.input.width,
+        sampled,
+        draws: opts.draws,
         finite,
         infinite,
         lower_bound: -0.5 * n.ln(),

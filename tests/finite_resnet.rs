@@ -1,0 +1,178 @@
+//! The sampled radial-bulk chain (theory/finite-width.md section 9) for ResNets whose branch ends in a
+//! relu, f_b = f_{b-1} + alpha relu(W2 relu(W1 f_{b-1})), against the Monte Carlo engine with exact
+//! Jacobians. Seeds are fixed; false-alarm rates are stated per test.
+
+use gradscale::arch::Network;
+use gradscale::montecarlo::{simulate, Estimator, McOptions};
+use gradscale::stats::z_for_false_alarm;
+use gradscale::theory::radial::{predict_radial_with, RadialLaw, RadialOptions};
+
+fn relu_ended_resnet(width: usize, blocks: usize, alpha: f64) -> Network {
+    let text = format!(
+        "[input]\nwidth = {width}\n[[layers]]\nrepeat = {blocks}\nops = [{{ residual = {{ alpha = {alpha}, branch = [\
+         {{ dense = {{ width = {width}, sigma_w2 = 2.0 }} }}, {{ act = \"relu\" }}, \
+         {{ dense = {{ width = {width}, sigma_w2 = 2.0 }} }}, {{ act = \"relu\" }}] }} }}]\n"
+    );
+    gradscale::arch::from_toml_str(&text, "relu-ended.toml").unwrap()
+}
+
+fn law(nw: &Network, seed: u64) -> RadialLaw {
+    predict_radial_with(nw, &RadialOptions { draws: 2000, seed }).expect("relu-ended resnet")
+}
+
+fn mc(nw: &Network, samples: usize, seed: u64) -> gradscale::montecarlo::Measurement {
+    simulate(
+        nw,
+        &McOptions {
+            samples,
+            seed,
+            estimator: Estimator::Exact,
+        },
+    )
+    .unwrap()
+}
+
+/// Bias bound of the sampled chain at alpha = 1, width 100, up to 50 blocks: the error of its two-mass
+/// closure (the bulk Gram taken isotropic, ||J||_F^2 at its conditional mean), measured apart from any
+/// sampling of the forward pass by feeding each numpy network's own exact per-block quantities to the
+/// closure and pairing with the same network's exact ln GSC (tests/independent/relu_resnet_radial.py, 400
+/// networks): |mean paired error| + 3 se, largest over 10, 20, 50 blocks (theory/finite-width.md section 9).
+const CLOSURE_BIAS_ALPHA_1: f64 = 0.02;
+
+/// The issue's done-when: ln GSC(L, 0) within 3 standard errors of 200 networks at width 100 for 10, 20, 50
+/// blocks, alpha = 1. Asserted here at a stated false-alarm rate of 1e-4 per comparison (three
+/// comparisons), with the combined se of the engine and the chain's own sampling plus the closure's bias
+/// bound. The deterministic chain (every per-block quantity at its mean) misses the 10-block case by 4.8
+/// se; the sampled one carries the randomness of rho^2, the leak and the bulk gain at width n.
+#[test]
+fn sampled_radial_chain_matches_relu_ended_resnets() {
+    let z = z_for_false_alarm(1e-4);
+    for (blocks, seed) in [(10, 11), (20, 12), (50, 13)] {
+        let nw = relu_ended_resnet(100, blocks, 1.0);
+        let law = law(&nw, seed ^ 0xABCD);
+        let m = mc(&nw, 200, seed);
+        let got = &m.layers[0].log_gsc_to_output;
+        let p = law.sampled[0];
+        let se = (got.stderr.powi(2) + p.mean_se.powi(2)).sqrt();
+        assert!(
+            (p.mean - got.mean).abs() < z * se + CLOSURE_BIAS_ALPHA_1,
+            "{blocks} blocks: sampled chain {:.4} +- {:.4}, measured {:.4} +- {:.4}",
+            p.mean,
+            p.mean_se,
+            got.mean,
+            got.stderr
+        );
+        // Within 3 combined se without the bias allowance: the done-when itself.
+        assert!(
+            (p.mean - got.mean).abs() < 3.0 * se,
+            "{blocks} blocks: z = {:.2}",
+            (p.mean - got.mean) / se
+        );
+        assert!(m.log_gsc_total.iter().all(|&x| x >= law.lower_bound - 1e-9));
+    }
+}
+
+/// The chain's per-block forward ratio and leak are sampled from the exact conditional laws, so at one
+/// block (where the closure is exact: the bulk Gram is the identity) the sampled chain's mean and sd must
+/// agree with the engine's at every alpha. 400 networks and 4000 draws; the sd comparison uses the
+/// engine's se of the sd, sd / sqrt(2 (N - 1)) (normal approximation), inflated by 1.5 for the excess
+/// kurtosis of ln GSC (measured 1.2-2 in numpy). False alarm 1e-4 per comparison, six comparisons.
+#[test]
+fn sampled_radial_chain_is_exact_at_one_block() {
+    let z = z_for_false_alarm(1e-4);
+    for (alpha, seed) in [(1.0, 21), (0.5, 22), (0.2, 23)] {
+        let nw = relu_ended_resnet(100, 1, alpha);
+        let law = predict_radial_with(&nw, &RadialOptions { draws: 4000, seed }).unwrap();
+        let m = mc(&nw, 400, seed);
+        let got = &m.layers[0].log_gsc_to_output;
+        let p = law.sampled[0];
+        let se = (got.stderr.powi(2) + p.mean_se.powi(2)).sqrt();
+        assert!(
+            (p.mean - got.mean).abs() < z * se,
+            "alpha {alpha}: chain {:.4} +- {:.4}, measured {:.4} +- {:.4}",
+            p.mean,
+            p.mean_se,
+            got.mean,
+            got.stderr
+        );
+        let sd_se = 1.5
+            * (got.sd.powi(2) / (2.0 * (got.n as f64 - 1.0))
+                + p.sd.powi(2) / (2.0 * (law.draws as f64 - 1.0)))
+                .sqrt();
+        assert!(
+            (p.sd - got.sd).abs() < z * sd_se,
+            "alpha {alpha}: chain sd {:.4}, measured sd {:.4} +- {:.4}",
+            p.sd,
+            got.sd,
+            sd_se
+        );
+    }
+}
+
+/// Same seed, same numbers, whatever the thread count (draws are seeded by index).
+#[test]
+fn sampled_radial_chain_is_reproducible() {
+    let nw = relu_ended_resnet(30, 5, 1.0);
+    let a = law(&nw, 3);
+    let b = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+        .install(|| law(&nw, 3));
+    assert_eq!(a, b);
+    assert!(a.sampled.iter().all(|v| v.mean.is_finite() && v.sd >= 0.0));
+    assert_eq!(a.sampled[5].mean, 0.0);
+}
+
+/// The full grid of section 9 (alpha in {1, 0.5, 0.2}, 10 / 20 / 50 blocks, width 100, 200 networks):
+/// prints the table recorded in theory/finite-width.md. Asserts nothing at alpha < 1, where the closure is
+/// known to fail (the finding of section 9). Run with `cargo test --release --test finite_resnet -- --ignored`.
+#[test]
+#[ignore]
+fn radial_grid() {
+    println!("| alpha | blocks | sampled chain (se) | sd | deterministic chain | measured (se) | sd | z |");
+    for (alpha, s0) in [(1.0, 100), (0.5, 200), (0.2, 300)] {
+        for (blocks, ds) in [(10, 1), (20, 2), (50, 3)] {
+            let nw = relu_ended_resnet(100, blocks, alpha);
+            let law = law(&nw, s0 + ds + 7);
+            let m = mc(&nw, 200, s0 + ds);
+            let got = &m.layers[0].log_gsc_to_output;
+            let p = law.sampled[0];
+            let se = (got.stderr.powi(2) + p.mean_se.powi(2)).sqrt();
+            println!(
+                "| {alpha} | {blocks} | {:.4} ({:.4}) | {:.3} | {:.4} | {:.4} ({:.4}) | {:.3} | {:.1} |",
+                p.mean,
+                p.mean_se,
+                p.sd,
+                law.finite[0],
+                got.mean,
+                got.stderr,
+                got.sd,
+                (p.mean - got.mean) / se
+            );
+        }
+    }
+}
+
+/// Cross-implementation check of the sampled chain: the numpy implementation written from the note
+/// (tests/independent/relu_resnet_radial.py, `chain`, 2000 draws, seed 101) gives -1.0706 (0.0031),
+/// -1.3099 (0.0021), -1.3181 (0.0021) at 10, 20, 50 blocks, alpha = 1, width 100. Same law, independent
+/// code and random streams: the means must agree within z(1e-4) combined se.
+#[test]
+fn sampled_radial_chain_matches_numpy_implementation() {
+    let z = z_for_false_alarm(1e-4);
+    for (blocks, numpy, numpy_se) in [
+        (10, -1.0706, 0.0031),
+        (20, -1.3099, 0.0021),
+        (50, -1.3181, 0.0021),
+    ] {
+        let p = law(&relu_ended_resnet(100, blocks, 1.0), 5).sampled[0];
+        let se = (p.mean_se.powi(2) + numpy_se * numpy_se).sqrt();
+        assert!(
+            (p.mean - numpy).abs() < z * se,
+            "{blocks} blocks: rust {:.4} +- {:.4}, numpy {numpy} +- {numpy_se}",
+            p.mean,
+            p.mean_se
+        );
+    }
+}
