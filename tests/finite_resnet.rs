@@ -176,3 +176,19 @@ fn sampled_radial_chain_matches_numpy_implementation() {
         );
     }
 }
+
+/// At width 4 the first relu of a block is off on every unit with probability 1/16: the block is then the
+/// identity (rho^2 = 1, no leak, ||J||_F^2 = n), and the law stays finite.
+#[test]
+fn sampled_radial_chain_survives_dead_branches() {
+    let law = law(&relu_ended_resnet(4, 3, 1.0), 9);
+    assert!(
+        law.sampled
+            .iter()
+            .all(|v| [v.mean, v.mean_se, v.sd, v.q05, v.q95]
+                .iter()
+                .all(|x| x.is_finite())),
+        "{:?}",
+        law.sampled
+    );
+}

@@ -9,7 +9,8 @@ Two things, no gradscale code:
    two-mass chain R' = rho^2 R + lambda B / (n - 1), B' = B (||J||_F^2 - rho^2 - lambda) / (n - 1) on
    (a) each network's own block quantities, (b) their block means (the deterministic chain), (c) each
    block's quantities permuted across networks jointly (keeps within-block correlations, kills the
-   cross-block ones) and (d) each quantity permuted separately.
+   cross-block ones), (d) each quantity permuted separately and (e) one quantity at a time set to its
+   block mean (which fluctuation matters).
 
 2. `chain`: the sampled chain of section 9, implemented from the note's formulas: the forward pass is
    sampled exactly in O(n) per block (h1 = W1 f is i.i.d. N(0, s1 ||f||^2 / n) given f, h2 i.i.d.
@@ -184,6 +185,12 @@ def main():
     ps = [np.take_along_axis(x, np.stack([rng.permutation(nets) for _ in range(L)], 1), 0) for x in (rho2, lam, fro)]
     perm_s = chain_masses(n, *ps)
     ch, crho2, clam, cfro = chain(n, L, alpha, draws, rng)
+    at_mean = lambda x: np.broadcast_to(x.mean(0), x.shape)
+    only = {
+        "rho2 at its mean": chain_masses(n, at_mean(rho2), lam, fro),
+        "lambda at its mean": chain_masses(n, rho2, at_mean(lam), fro),
+        "fro at its mean": chain_masses(n, rho2, lam, at_mean(fro)),
+    }
     for d in sorted({1, 2, 5, 10, 20, 50} & set(range(1, L + 1))):
         i = d - 1
         print(f"n={n} alpha={alpha} blocks={d}")
@@ -193,6 +200,8 @@ def main():
         print(f"  perm joint/block  {summ(perm_j[:, i])}")
         print(f"  perm separately   {summ(perm_s[:, i])}")
         print(f"  sampled chain     {summ(ch[:, i])}")
+        for k, v in only.items():
+            print(f"  own, {k:18} {summ(v[:, i])}")
         print(
             f"  block {d}: rho2 mc {rho2[:, i].mean():.3f} sd {rho2[:, i].std():.3f} chain {crho2[:, i].mean():.3f} sd {crho2[:, i].std():.3f}; "
             f"lam mc {lam[:, i].mean():.3f} sd {lam[:, i].std():.3f} chain {clam[:, i].mean():.3f} sd {clam[:, i].std():.3f}; "
