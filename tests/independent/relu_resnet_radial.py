@@ -87,13 +87,19 @@ def mc(n, L, alpha, nets, rng):
 
 def anisotropy(n, L, alpha, nets, rng):
     """Per block, mean over networks of: the bulk Gram's mass along the mean direction 1 (made orthogonal
-    to f) relative to the isotropic B / (n - 1), and the effective leak (R' - rho^2 R) / (B / (n - 1))
-    relative to lambda."""
+    to f) relative to the isotropic B / (n - 1), the effective leak (split into the quadratic term
+    ||P^T x||^2 and the radial-bulk cross term 2 rho <P^T v, P^T x>, x = P_f J^T u; both over lambda B / (n-1)) (R' - rho^2 R) / (B / (n - 1))
+    relative to lambda, and the mass along f_b - f_0 (the sum of the branch outputs, made orthogonal to
+    f_b) relative to the isotropic share."""
     mean_ratio = np.zeros(L)
     leak_ratio = np.zeros(L)
+    past_ratio = np.zeros(L)
+    cross_ratio = np.zeros(L)
+    quad_ratio = np.zeros(L)
     eye = np.eye(n)
     for _ in range(nets):
         f = rng.standard_normal(n)
+        S = np.zeros(n)  # f_b - f_0 direction: the running sum of the branch outputs
         P = eye.copy()
         for b in range(L):
             W1 = rng.standard_normal((n, n)) * math.sqrt(S1 / n)
@@ -110,6 +116,11 @@ def anisotropy(n, L, alpha, nets, rng):
             B = np.sum(P * P) - R
             jtu = J.T @ u
             lam = jtu @ jtu - (v @ jtu) ** 2
+            x = jtu - v * (v @ jtu)  # P_f J^T u: R' = rho^2 R + 2 rho <P^T v, P^T x> + ||P^T x||^2
+            iso = lam * B / (n - 1)
+            pv, px = P.T @ v, P.T @ x
+            cross_ratio[b] += 2 * (v @ jtu) * (pv @ px) / iso / nets
+            quad_ratio[b] += (px @ px) / iso / nets
             P = J @ P
             s = math.sqrt(np.sum(P * P))
             P /= s
@@ -119,8 +130,12 @@ def anisotropy(n, L, alpha, nets, rng):
             e /= math.sqrt(e @ e)
             R1n = np.sum((P.T @ u) ** 2)
             mean_ratio[b] += np.sum((P.T @ e) ** 2) / ((1 - R1n) / (n - 1)) / nets
+            S = (S + alpha * g) * math.sqrt(n / (f1 @ f1))
+            e = S - u * (u @ S)
+            e /= math.sqrt(e @ e)
+            past_ratio[b] += np.sum((P.T @ e) ** 2) / ((1 - R1n) / (n - 1)) / nets
             f = f1 / math.sqrt(f1 @ f1 / n)
-    return mean_ratio, leak_ratio
+    return mean_ratio, leak_ratio, past_ratio, cross_ratio, quad_ratio
 
 
 def chain(n, L, alpha, draws, rng):
@@ -168,9 +183,9 @@ def summ(x):
 def main():
     if sys.argv[1] == "anisotropy":
         n, L, alpha, nets, seed = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
-        mr, lr = anisotropy(n, L, alpha, nets, np.random.default_rng(seed))
+        mr, lr, pr, cr, qr = anisotropy(n, L, alpha, nets, np.random.default_rng(seed))
         for b in sorted({1, 2, 5, 10, 20, 30, 50} & set(range(1, L + 1))):
-            print(f"alpha={alpha} block {b}: mass along 1 / isotropic {mr[b - 1]:.2f}; effective leak / lambda {lr[b - 1]:.3f}")
+            print(f"alpha={alpha} block {b}: mass along 1 / isotropic {mr[b - 1]:.2f}; effective leak / lambda {lr[b - 1]:.3f}; mass along f_b - f_0 / isotropic {pr[b - 1]:.2f}; leak split: quadratic {qr[b - 1]:.3f} + cross {cr[b - 1]:.3f}")
         return
     n, L, alpha = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
     nets, draws, seed = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
