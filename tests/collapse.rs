@@ -478,8 +478,7 @@ fn collapse_metrics_survive_scales_outside_f64() {
 /// ~100, where the ordered map without bias reaches the small-q clamp; depth 1000 gave the same verdict in
 /// 6 s of debug-mode test time): ordered tanh with q -> 0 (the small-q clamp is reached after ~100 layers and then every layer asks for one q), ordered
 /// tanh and gelu with a bias (q settles on its fixed point, c -> 1), and chaotic tanh (c settles below 1).
-/// (Chaotic tanh with a bias at sigma_w^2 = 2.5 has q* where the series is refused: there every layer
-/// still takes the nested 2-D rule, ~80 ms a layer, theory/cost.md, so it is not in this test.)
+/// and chaotic tanh with a bias (q* = 1.01, where only the 384-node series passes its checks).
 /// Equal to 1e-10 at every layer (absolute on c and sign diversity, relative on the std).
 #[test]
 fn deep_correlation_map_fast_path_equals_fresh_computation() {
@@ -488,6 +487,7 @@ fn deep_correlation_map_fast_path_equals_fresh_computation() {
         (Nonlinearity::Tanh, 0.5, 0.1, 0.5),
         (Nonlinearity::Gelu, 0.8, 0.05, 0.2),
         (Nonlinearity::Tanh, 1.5, 0.0, 0.9),
+        (Nonlinearity::Tanh, 2.5, 0.02, 0.9),
     ] {
         let mut net = mlp(act, 100, 300, sw2, sb2);
         net.input.correlation = c0;
@@ -505,6 +505,59 @@ fn deep_correlation_map_fast_path_equals_fresh_computation() {
             assert!((fs - rs).abs() <= 1e-10 * rs, "{at}: std {fs} vs {rs}");
             let (fd, rd) = (f.sign_diversity.unwrap(), r.sign_diversity.unwrap());
             assert!((fd - rd).abs() <= 1e-10, "{at}: sdiv {fd} vs {rd}");
+        }
+    }
+}
+
+/// The trapezoidal rule with step h on [-12, 12] for N(0,1): for an integrand analytic in the strip
+/// |Im z| < tau its error is ~exp(-2 pi tau / h) (Trefethen & Weideman, SIAM Review 56, 2014). tanh(sqrt(q)
+/// z) has poles at Im z = pi / (2 sqrt q), 0.55 at the largest q below (8.1): exp(-41) at h = 1/12.
+/// (gauher above loses its Newton iteration's starting guesses beyond ~200 nodes, and 160 nodes are off
+/// by 1.4e-9 at q = 2.52, c = 0.9.)
+fn trapezoid(h: f64) -> (Vec<f64>, Vec<f64>) {
+    let k = (12.0 / h).round() as i64;
+    let z: Vec<f64> = (-k..=k).map(|j| j as f64 * h).collect();
+    let w = z
+        .iter()
+        .map(|z| h * (-0.5 * z * z).exp() / (2.0 * PI).sqrt())
+        .collect();
+    (z, w)
+}
+
+/// Chaotic tanh with a bias (sigma_w^2 = 2.5, sigma_b^2 = 0.02; q* = 1.01, c* < 1): the map was ~80 ms a
+/// layer on the nested 2-D rule, as the 192-node Mehler series is refused there (theory/cost.md); the
+/// larger rules of gauss/mehler.rs now take it. Against independent 2-D trapezoidal kernels at every
+/// layer to depth 400 (c has settled on c* by then), to 1e-10; also sigma_w^2 = 8 (q* = 5.6, where only
+/// the 1536-node rule passes) to depth 100.
+#[test]
+fn chaotic_tanh_with_a_bias_matches_independent_kernels() {
+    let gh = trapezoid(1.0 / 12.0);
+    for (sw2, sb2, d) in [(2.5, 0.02, 400), (8.0, 0.1, 100)] {
+        for c0 in [0.0, 0.9] {
+            let mut net = mlp(Nonlinearity::Tanh, 10, d, sw2, sb2);
+            net.input.batch = 2;
+            net.input.correlation = c0;
+            let p = predict(
+                &net,
+                &MfOptions {
+                    correlation: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let (mut qx, mut cx) = (1.0, c0);
+            for l in 1..=d {
+                let q = sw2 * qx + sb2;
+                let c = (sw2 * qx * cx + sb2) / q;
+                let (s, cr) = kernel(Nonlinearity::Tanh, q, c, &gh);
+                qx = s;
+                cx = cr / s;
+                let got = p.layers[l].c.unwrap();
+                assert!(
+                    (got - cx).abs() <= 1e-10,
+                    "sw2={sw2} c0={c0} l={l}: library {got} independent {cx}"
+                );
+            }
         }
     }
 }

@@ -54,6 +54,7 @@ pub fn run(a: &Args) -> Result<String> {
     let mut results: Vec<CaseResult> = Vec::new();
     if !a.grid_only {
         results.push(bench::collapse_prediction(1000)?);
+        results.push(bench::collapse_prediction_chaotic_bias(1000)?);
     }
     for c in &cases {
         results.push(bench::in_pool(threads, || {

@@ -12,13 +12,16 @@
 //! (times |E f g|-scale), for every c in [-1, 1]. Where either check fails (kinked f, or a saturating f at
 //! large q, whose coefficients decay slowly) the caller falls back to `expect2`.
 
-use nalgebra::{DMatrix, SymmetricEigen};
 use std::sync::OnceLock;
 
-/// Gauss–Hermite nodes (probabilists' weight): exact for polynomials of degree < 2M.
-const M: usize = 192;
-/// Coefficients kept: the quadrature resolves a_n for n < N to far beyond what the tail check admits.
-const N: usize = M / 2;
+/// Gauss–Hermite rules tried in turn (nodes M, exact for polynomials of degree < 2M), each keeping
+/// N = M/2 coefficients: the quadrature resolves a_n for n < N to far beyond what the tail check admits.
+/// Most (f, q) pass with the first; a saturating f at q ~ 1-2 (tanh on the chaotic side with a bias,
+/// q* ~ 1) has Hermite coefficients that decay like exp(-pi sqrt(2n / q)) (poles at +-i pi/2) and needs
+/// N ~ 200-800 (theory/cost.md, "Deep correlation maps"). The last rule reaches tanh at q ~ 6.
+const SIZES: [usize; 4] = [192, 384, 768, 1536];
+/// The largest N, for the table of square roots.
+const N_MAX: usize = SIZES[SIZES.len() - 1] / 2;
 /// Allowed share of E[f^2] in the dropped coefficients and in the rule's error on E[f^2].
 const TAIL: f64 = 1e-13;
 
@@ -36,44 +39,84 @@ fn hermite(z: f64, m: usize) -> Vec<f64> {
     h
 }
 
-/// Gauss–Hermite nodes and weights (probabilists' weight). Nodes: eigenvalues of the Jacobi matrix of the
-/// recurrence (Golub–Welsch), polished by Newton on h_M (h_M' = sqrt(M) h_{M-1}). Weights: the Christoffel
-/// numbers 1 / sum_{n<M} h_n(z)^2, accurate to full relative precision even where they are 1e-150 (the
-/// eigenvector form squares an absolute error of 1e-17 there, and the outer weights, multiplied by huge
-/// h_n, would then wreck every coefficient).
-fn rule() -> &'static (Vec<f64>, Vec<f64>) {
-    static RULE: OnceLock<(Vec<f64>, Vec<f64>)> = OnceLock::new();
-    RULE.get_or_init(|| {
-        let mut j = DMatrix::<f64>::zeros(M, M);
-        for k in 1..M {
-            let b = (k as f64).sqrt();
-            j[(k - 1, k)] = b;
-            j[(k, k - 1)] = b;
+/// Eigenvalues of the m x m Jacobi matrix of the recurrence (zero diagonal, off-diagonal sqrt(k)) below
+/// x: the negative pivots of its LDL^T factorisation (Sturm count). O(m), against O(m^3) for a dense
+/// eigensolver, which at m = 768 took longer than the whole deep map.
+fn count_below(x: f64, m: usize) -> usize {
+    let mut d = -x;
+    let mut count = usize::from(d < 0.0);
+    for k in 1..m {
+        if d == 0.0 {
+            d = -1e-300;
         }
-        let mut nodes: Vec<f64> = SymmetricEigen::new(j).eigenvalues.iter().copied().collect();
-        nodes.sort_by(f64::total_cmp);
-        let weights = nodes
-            .iter_mut()
-            .map(|z| {
-                for _ in 0..3 {
-                    let h = hermite(*z, M);
-                    let step = h[M] / ((M as f64).sqrt() * h[M - 1]);
-                    if step.is_finite() {
-                        *z -= step;
-                    }
-                }
-                let h = hermite(*z, M);
-                1.0 / h[..M].iter().map(|v| v * v).sum::<f64>()
-            })
-            .collect();
-        (nodes, weights)
-    })
+        d = -x - k as f64 / d;
+        count += usize::from(d < 0.0);
+    }
+    count
 }
 
-/// sqrt(n) for n = 0 ..= N, so the coefficient pass does no square roots (the same bits as computing
+/// A Gauss–Hermite rule (probabilists' weight) with m nodes. Nodes: the zeros of h_m, bracketed by Sturm
+/// bisection on the Jacobi matrix (Golub–Welsch) to ~1e-7, then Newton on h_m (h_m' = sqrt(m) h_{m-1}),
+/// mirrored so the rule is exactly symmetric. Weights: the Christoffel numbers 1 / sum_{n<m} h_n(z)^2,
+/// accurate to full relative precision even where they are 1e-150 (the eigenvector form squares an
+/// absolute error of 1e-17 there, and the outer weights, multiplied by huge h_n, would then wreck every
+/// coefficient). Where the sum overflows (|z| > ~45) the weight is below 1e-400: 0.
+fn make_rule(m: usize) -> (Vec<f64>, Vec<f64>) {
+    // Gershgorin: every eigenvalue is within 2 sqrt(m - 1).
+    let bound = 2.0 * (m as f64).sqrt() + 1.0;
+    let mut nodes = vec![0.0; m];
+    for i in 0..m / 2 {
+        // Node i (ascending) is the x where the count passes from i to i + 1.
+        let (mut lo, mut hi) = (-bound, 0.0);
+        while hi - lo > 1e-7 {
+            let mid = 0.5 * (lo + hi);
+            if count_below(mid, m) > i {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        let mut z = 0.5 * (lo + hi);
+        for _ in 0..8 {
+            let h = hermite(z, m);
+            let step = h[m] / ((m as f64).sqrt() * h[m - 1]);
+            if !step.is_finite() {
+                break;
+            }
+            z -= step;
+            if step.abs() <= 1e-16 * z.abs() {
+                break;
+            }
+        }
+        nodes[i] = z;
+        nodes[m - 1 - i] = -z;
+    }
+    let weights = nodes
+        .iter()
+        .map(|&z| {
+            let h = hermite(z, m);
+            let s: f64 = h[..m].iter().map(|v| v * v).sum();
+            if s.is_finite() {
+                1.0 / s
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    (nodes, weights)
+}
+
+/// The rule of SIZES[level], built on first use.
+fn rule(level: usize) -> &'static (Vec<f64>, Vec<f64>) {
+    static RULES: [OnceLock<(Vec<f64>, Vec<f64>)>; SIZES.len()] =
+        [const { OnceLock::new() }; SIZES.len()];
+    RULES[level].get_or_init(|| make_rule(SIZES[level]))
+}
+
+/// sqrt(n) for n = 0 ..= N_MAX, so the coefficient pass does no square roots (the same bits as computing
 /// them in place: the recurrence below is unchanged).
-fn roots() -> &'static [f64; N + 1] {
-    static ROOTS: OnceLock<[f64; N + 1]> = OnceLock::new();
+fn roots() -> &'static [f64; N_MAX + 1] {
+    static ROOTS: OnceLock<[f64; N_MAX + 1]> = OnceLock::new();
     ROOTS.get_or_init(|| std::array::from_fn(|n| (n as f64).sqrt()))
 }
 
@@ -88,18 +131,36 @@ pub struct MehlerSeries<const K: usize> {
 }
 
 impl<const K: usize> MehlerSeries<K> {
-    /// The series of f at variance q, or None when the error checks fail. `second[k]` must be an accurate
-    /// E[f_k(u)^2] (it is what the rule is checked against).
+    /// The series of f at variance q, or None when the error checks fail with every rule of SIZES.
+    /// `second[k]` must be an accurate E[f_k(u)^2] (it is what the rule is checked against).
     pub fn new(q: f64, f: impl Fn(f64) -> [f64; K], second: [f64; K]) -> Option<Self> {
         if !(q.is_finite() && q > 0.0) {
             return None;
         }
-        let (nodes, weights) = rule();
+        if second.iter().any(|e| !(e.is_finite() && *e >= 0.0)) {
+            return None;
+        }
+        (0..SIZES.len()).find_map(|level| Self::with_rule(level, q, &f, second))
+    }
+
+    fn with_rule(
+        level: usize,
+        q: f64,
+        f: &impl Fn(f64) -> [f64; K],
+        second: [f64; K],
+    ) -> Option<Self> {
+        let (nodes, weights) = rule(level);
+        let n_kept = SIZES[level] / 2;
         let sqrt_n = roots();
         let s = q.sqrt();
-        let mut coef = [[0.0f64; K]; N];
+        let mut coef = vec![[0.0f64; K]; n_kept];
         let mut rule_second = [0.0f64; K];
         for (&z, &w) in nodes.iter().zip(weights) {
+            if w < 1e-200 {
+                // |w h_n| <= sqrt(w) (Christoffel: w sum h_n^2 = 1), so such a node adds under 1e-100 to
+                // any coefficient; skipping it keeps h_n (up to 1e300 out there) from overflowing.
+                continue;
+            }
             let v = f(s * z);
             if v.iter().any(|x| !x.is_finite()) {
                 return None;
@@ -118,12 +179,9 @@ impl<const K: usize> MehlerSeries<K> {
                 h = next;
             }
         }
-        let mut squares = vec![[0.0; K]; N];
+        let mut squares = vec![[0.0; K]; n_kept];
         for k in 0..K {
             let e = second[k];
-            if !(e.is_finite() && e >= 0.0) {
-                return None;
-            }
             if e == 0.0 {
                 // f = 0 almost surely: every cross moment is 0.
                 continue;
@@ -175,12 +233,48 @@ mod tests {
 
     #[test]
     fn rule_integrates_polynomials() {
-        let (z, w) = rule();
-        let m = |p: i32| z.iter().zip(w).map(|(z, w)| w * z.powi(p)).sum::<f64>();
-        assert!((m(0) - 1.0).abs() < 1e-14);
-        assert!((m(2) - 1.0).abs() < 1e-13);
-        assert!((m(4) - 3.0).abs() < 1e-12);
-        assert!(m(3).abs() < 1e-12);
+        for (level, &size) in SIZES.iter().enumerate() {
+            let (z, w) = rule(level);
+            assert_eq!(z.len(), size);
+            let m = |p: i32| z.iter().zip(w).map(|(z, w)| w * z.powi(p)).sum::<f64>();
+            assert!((m(0) - 1.0).abs() < 1e-14, "{level}: {}", m(0));
+            assert!((m(2) - 1.0).abs() < 1e-13, "{level}: {}", m(2));
+            assert!((m(4) - 3.0).abs() < 1e-12, "{level}: {}", m(4));
+            assert!((m(8) - 105.0).abs() < 1e-10, "{level}: {}", m(8));
+            assert!(m(3).abs() < 1e-12);
+            // Every node a zero of h_M to the last bits, in increasing order.
+            assert!(z.windows(2).all(|p| p[0] < p[1]));
+        }
+    }
+
+    /// Chaotic tanh with a bias (sigma_w^2 = 2.5, sigma_b^2 = 0.02, q* = 1.0105): the 192-node rule's
+    /// tail check refuses tanh' there (5e-11 of E[phi'^2] beyond n = 96), the 384-node one accepts
+    /// (3e-16 beyond 192); the series must then match the nested 2-D rule to 1e-10 at correlations
+    /// from -1 to 1.
+    #[test]
+    fn larger_rule_takes_chaotic_tanh_with_a_bias() {
+        let q = 1.010_472_621;
+        let f = |x: f64| {
+            let t = x.tanh();
+            [t, 1.0 - t * t]
+        };
+        let [e1, e2] = crate::gauss::expect_many(
+            q,
+            |x| {
+                let [a, b] = f(x);
+                [a * a, b * b]
+            },
+            &[],
+        );
+        assert!(MehlerSeries::with_rule(0, q, &f, [e1, e2]).is_none());
+        let s = MehlerSeries::new(q, f, [e1, e2]).expect("the 384-node rule accepts");
+        assert_eq!(s.squares.len(), SIZES[1] / 2);
+        for c in [-1.0, -0.3, 0.0, 0.5, 0.9, 0.99, 1.0] {
+            let [pp, dd] = s.eval(c).unwrap();
+            let [rp, rd] = crate::gauss::expect2_many(q, q, c, f, f, &[], &[]);
+            assert!((pp - rp).abs() <= 1e-10 * e1, "{c}: {pp} vs {rp}");
+            assert!((dd - rd).abs() <= 1e-10 * e2, "{c}: {dd} vs {rd}");
+        }
     }
 
     #[test]
