@@ -442,6 +442,28 @@ fn chain_unit_sums_match_the_unit_loop() {
     assert!((a.sd / b.sd - 1.0).abs() < 0.03, "sd {} vs {}", a.sd, b.sd);
 }
 
+/// The chain states the bias bound `check` adds to the tolerance of its mean: CHAIN_BIAS_PER_TAU * tau
+/// per starting layer (tau = 20/30 at l = 0, 10/30 at l = 10, 0 at l = L); the exact route states none.
+#[test]
+fn chain_states_its_bias_bound_for_check() {
+    let o = FiniteOptions {
+        spectra: 200,
+        ..FiniteOptions::default()
+    };
+    let p = predict_finite(&net(Nonlinearity::Tanh, 30, 20, 1.0), &o).unwrap();
+    assert_eq!(p.method, FiniteMethod::Chain);
+    for (l, tau) in [(0usize, 20.0 / 30.0), (10, 10.0 / 30.0), (20, 0.0)] {
+        assert!(
+            (p.bias_bound[l] - CHAIN_BIAS_PER_TAU * tau).abs() < 1e-12,
+            "layer {l}: {}",
+            p.bias_bound[l]
+        );
+    }
+    let e = predict_finite(&net(Nonlinearity::Relu, 30, 5, 2.0), &o).unwrap();
+    assert_eq!(e.method, FiniteMethod::Exact);
+    assert!(e.bias_bound.iter().all(|&b| b == 0.0));
+}
+
 /// Same seed, same law (each draw has its own generator, so the thread count cannot matter); another
 /// seed gives another sample.
 #[test]

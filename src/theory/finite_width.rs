@@ -154,6 +154,11 @@ pub struct FinitePrediction {
     /// Exact route with `keep_sample`: i.i.d. draws of ln GSC(L, 0) from the exact law.
     #[serde(skip)]
     pub sample_total: Vec<f64>,
+    /// Per layer l: bound on the bias of the law's mean, which `check` adds to its tolerance. The
+    /// chain: [`CHAIN_BIAS_PER_TAU`] * tau (its measured error, theory/finite-width.md section 8); the
+    /// exact route and the expansion (inside its validity): empty, i.e. 0.
+    #[serde(skip)]
+    pub bias_bound: Vec<f64>,
 }
 
 /// A plain MLP layer: (width, sigma_w2, sigma_b2, nonlinearity). `None` for anything else.
@@ -297,6 +302,7 @@ fn chain_route(
             spectra: Some(draws),
             directions: None,
             sample_total: Vec::new(),
+            bias_bound: Vec::new(),
         });
     }
     let mf = predict(net, &MfOptions::default())?;
@@ -347,6 +353,11 @@ fn chain_route(
         spectra: Some(draws),
         directions: None,
         sample_total,
+        bias_bound: (0..=depth)
+            .map(|k| {
+                CHAIN_BIAS_PER_TAU * widths[k + 1..].iter().map(|&n| 1.0 / n as f64).sum::<f64>()
+            })
+            .collect(),
     })
 }
 
@@ -630,6 +641,7 @@ fn exact(
         spectra: Some(spectra),
         directions: Some(dirs),
         sample_total,
+        bias_bound: Vec::new(),
     })
 }
 
@@ -794,6 +806,7 @@ fn expansion(
             spectra: None,
             directions: None,
             sample_total: Vec::new(),
+            bias_bound: Vec::new(),
         });
     }
     let mo = |m: usize| mom[m].expect("checked");
@@ -906,6 +919,7 @@ fn expansion(
         spectra: None,
         directions: None,
         sample_total: Vec::new(),
+        bias_bound: Vec::new(),
     })
 }
 
