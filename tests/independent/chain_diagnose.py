@@ -7,7 +7,12 @@ s = n tr M^2, the cross weight c = e^T M^2 e - p^2, ln ||f_m||^2. At every step 
 chain's one-step update *from the true state with the true units* (the same z, phi, phi'), so the
 per-step bias of each of the chain's updates shows directly, without the chain's own drift.
 
+The one-step comparison of run() is the chain *before* the fix of section 8 (the spread as a ratio of
+expectations): that is what located the problem. compare() runs the chain free with the fixed spread
+update (FIXED = True; the off-path variance is still the old one here) against the true trajectories.
+
 Usage: python3 chain_diagnose.py ACT WIDTH DEPTH SB2 NETS SEED
+       python3 chain_diagnose.py compare ACT WIDTH DEPTH SB2 NETS SEED
 """
 import math
 import sys
