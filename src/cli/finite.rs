@@ -28,6 +28,7 @@ impl FiniteArgs {
             seed: self.finite_seed,
             budget: DEFAULT_BUDGET,
             keep_sample,
+            unit_loop: false,
         }
     }
 

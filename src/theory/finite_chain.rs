@@ -9,10 +9,15 @@
 //! current output direction (p = rho / n, saturating at 1 instead of growing without bound), and the
 //! spectral spread s of J J^T (which sets how much the rows of W off the input path scatter ||J||_F^2).
 //! Given those, the next layer's Jacobian gain is exact in its input-path part (it uses the same sampled
-//! units as the forward pass) and moment-matched (a Gamma law) in its off-path part. What is neglected is
-//! stated in theory/finite-width.md: the cross term between the input path and the rest, and the shape
-//! of the off-path spectrum beyond its spread.
+//! units as the forward pass) and moment-matched (a Gamma law) in its off-path part, whose variance
+//! includes the path/off-path cross term. The spread's update is the ratio E[n tr N^2 / (tr N)^2] to
+//! O(1/n) per step uniformly in s/n, closed by a geometric (Lyapunov) spectrum: the old ratio of
+//! expectations let s run to n and made the chain's error O(L/n) (theory/finite-width.md section 8,
+//! "Diagnosis"). From width [`MVN_MIN_WIDTH`] a layer's six unit sums are drawn from their moment-matched
+//! law (normal plus a skewness term) instead of unit by unit. What is neglected is stated there: the
+//! cross term of the path fraction's numerator and the off-path spectrum beyond its spread.
 
+use crate::gauss::expect_many;
 use crate::nonlin::Nonlinearity;
 use rand::Rng;
 use rand_distr::{Distribution, Gamma, StandardNormal};
@@ -79,6 +84,246 @@ fn draw_units(
     None
 }
 
+/// Widths from which a layer's six unit sums are drawn from their moment-matched normal law instead of
+/// unit by unit. Why a normal: each sum has n i.i.d. terms; the normal law has their exact mean and
+/// covariance, so what it misses in E ln of a sum is the third cumulant, kappa_3 / (3 n^2) per layer, i.e.
+/// O(L/n^2) in total, the order the chain aims at (theory/finite-width.md section 8, "Speed", where the
+/// difference to the unit loop is measured).
+pub(crate) const MVN_MIN_WIDTH: usize = 32;
+
+/// Grid step in ln s of [`UnitTable`]: linear interpolation is then exact to ~step^2 / 8 = 1e-5 relative.
+const TABLE_STEP: f64 = 0.01;
+
+/// E[z^6 | h] for z | h ~ N(m, v).
+fn z6(m: f64, v: f64) -> f64 {
+    let m2 = m * m;
+    m2 * m2 * m2 + 15.0 * m2 * m2 * v + 45.0 * m2 * v * v + 15.0 * v * v * v
+}
+
+/// Per-unit moments of (phi^2, phi'^2, phi'^2 z^2, phi phi' z, phi^2 phi'^2, phi'^4) for one layer kind
+/// (sigma_w^2, sigma_b^2, phi) on a grid in ln s, s = ||f_{m-1}||^2 / n_{m-1}: the 6 means and the 21
+/// second moments E[v_i v_j], from 1-D Gaussian integrals in h (z given h is N(a h, 1 - w) with
+/// a = sqrt(sigma_w^2 s) / q, w = sigma_w^2 s / q, q = sigma_w^2 s + sigma_b^2).
+pub(crate) struct UnitTable {
+    kind: (f64, f64, Nonlinearity),
+    ln_s0: f64,
+    step: f64,
+    rows: Vec<[f64; 33]>,
+}
+
+impl UnitTable {
+    /// The table over ln s in [lo, hi] (at most 2000 points; the step widens beyond that).
+    pub(crate) fn new(sw2: f64, sb2: f64, act: Nonlinearity, lo: f64, hi: f64) -> UnitTable {
+        let points = (((hi - lo) / TABLE_STEP).ceil() as usize + 1).clamp(2, 2000);
+        let step = (hi - lo) / (points - 1) as f64;
+        let rows = (0..points)
+            .map(|i| {
+                let s = (lo + step * i as f64).exp();
+                let q = sw2 * s + sb2;
+                let a = (sw2 * s).sqrt() / q;
+                let v = (1.0 - sw2 * s / q).max(0.0);
+                expect_many::<33>(
+                    q,
+                    |h| {
+                        let (p, d) = (act.phi(h), act.dphi(h));
+                        let m = a * h;
+                        let (z1, z2) = (m, m * m + v);
+                        let z3 = m * m * m + 3.0 * m * v;
+                        let z4 = m.powi(4) + 6.0 * m * m * v + 3.0 * v * v;
+                        let (p2, d2) = (p * p, d * d);
+                        let (d4, pd) = (d2 * d2, p * d);
+                        [
+                            p2,
+                            d2,
+                            d2 * z2,
+                            pd * z1,
+                            p2 * d2,
+                            d4,
+                            p2 * p2,
+                            p2 * d2,
+                            p2 * d2 * z2,
+                            p2 * pd * z1,
+                            p2 * p2 * d2,
+                            p2 * d4,
+                            d4,
+                            d4 * z2,
+                            pd * d2 * z1,
+                            p2 * d4,
+                            d4 * d2,
+                            d4 * z4,
+                            pd * d2 * z3,
+                            p2 * d4 * z2,
+                            d4 * d2 * z2,
+                            p2 * d2 * z2,
+                            p2 * pd * d2 * z1,
+                            pd * d4 * z1,
+                            p2 * p2 * d4,
+                            p2 * d4 * d2,
+                            d4 * d4,
+                            // Third moments E v_a^3 (z^3 and z^6 given h for the z-terms).
+                            p2 * p2 * p2,
+                            d4 * d2,
+                            d4 * d2 * z6(m, v),
+                            pd * pd * pd * z3,
+                            p2 * p2 * p2 * d4 * d2,
+                            d4 * d4 * d4,
+                        ]
+                    },
+                    act.kinks(),
+                )
+            })
+            .collect();
+        UnitTable {
+            kind: (sw2, sb2, act),
+            ln_s0: lo,
+            step,
+            rows,
+        }
+    }
+
+    /// Whether this table is for the layer kind (sigma_w^2, sigma_b^2, phi).
+    pub(crate) fn is_for(&self, sw2: f64, sb2: f64, act: Nonlinearity) -> bool {
+        self.kind.0 == sw2 && self.kind.1 == sb2 && self.kind.2 == act
+    }
+
+    /// Draws the six sums of n units from their normal law at s, or None outside the table or if a draw
+    /// lands where a sum cannot be (then the caller draws the units one by one).
+    // Index loops: a 6 x 6 Cholesky factor reads clearer with the textbook indices.
+    #[allow(clippy::needless_range_loop)]
+    fn draw(&self, n: usize, s: f64, rng: &mut Xoshiro256PlusPlus) -> Option<UnitSums> {
+        let x = (s.ln() - self.ln_s0) / self.step;
+        if x.is_nan() || x < 0.0 || x >= (self.rows.len() - 1) as f64 {
+            return None;
+        }
+        let i = x as usize;
+        let t = x - i as f64;
+        let (r0, r1) = (&self.rows[i], &self.rows[i + 1]);
+        let mut m = [0.0; 33];
+        for k in 0..33 {
+            m[k] = r0[k] + t * (r1[k] - r0[k]);
+        }
+        // Covariance of one unit's vector, then its Cholesky factor; a zero pivot (phi'^2 = phi'^4 for
+        // relu, phi' = 1 for linear) leaves that direction without noise, as the sums have none there.
+        let mut c = [[0.0; 6]; 6];
+        let mut k = 6;
+        for a in 0..6 {
+            for b in a..6 {
+                c[a][b] = m[k] - m[a] * m[b];
+                c[b][a] = c[a][b];
+                k += 1;
+            }
+        }
+        let mut l = [[0.0; 6]; 6];
+        for a in 0..6 {
+            for b in 0..=a {
+                let mut sum = c[a][b];
+                for j in 0..b {
+                    sum -= l[a][j] * l[b][j];
+                }
+                if a == b {
+                    l[a][a] = if sum > 1e-12 * c[a][a].abs().max(1e-300) {
+                        sum.sqrt()
+                    } else {
+                        0.0
+                    };
+                } else {
+                    l[a][b] = if l[b][b] > 0.0 { sum / l[b][b] } else { 0.0 };
+                }
+            }
+        }
+        let nf = n as f64;
+        let sn = nf.sqrt();
+        let mut xi = [0.0; 6];
+        for v in xi.iter_mut() {
+            *v = rng.sample(StandardNormal);
+        }
+        // Each sum's own skewness by a Cornish-Fisher term on its standardised marginal: the normal law
+        // alone misses kappa_3 / (3 n^2) in E ln of a sum per layer, which the unit loop measured as 0.07
+        // in ln GSC for gelu with biases at width 60, depth 60 (theory/finite-width.md section 8, "Speed").
+        let mut out = [0.0; 6];
+        for a in 0..6 {
+            let mut e = 0.0;
+            for j in 0..=a {
+                e += l[a][j] * xi[j];
+            }
+            let var = c[a][a];
+            if var > 0.0 {
+                let sd = var.sqrt();
+                let k3 = m[27 + a] - 3.0 * m[a] * (var + m[a] * m[a]) + 2.0 * m[a].powi(3);
+                let gamma = k3 / (var * sd * sn);
+                let y = e / sd;
+                e += sd * gamma * (y * y - 1.0) / 6.0;
+            }
+            out[a] = nf * m[a] + sn * e;
+        }
+        if out[0] <= 0.0 || out[1] <= 0.0 || out[2] < 0.0 || out[4] < 0.0 {
+            return None;
+        }
+        // phi'^4 sums to at least (sum phi'^2)^2 / n (Cauchy-Schwarz). A normal draw can break that
+        // where phi' is nearly constant (gelu at small q); rejecting such draws would condition the
+        // others (measured: a bias of 0.07 in ln GSC, gelu width 60 depth 60), so it is clamped.
+        out[5] = out[5].max(out[1] * out[1] / nf);
+        Some(UnitSums {
+            phi2: out[0],
+            d2: out[1],
+            d2z2: out[2],
+            pdz: out[3],
+            pd2: out[4],
+            d4: out[5],
+        })
+    }
+}
+
+/// tr M^3 of the geometric closure (see [`geometric_mu3`]) tabulated for one dimension: ln tr M^2 and
+/// ln tr M^3 along x = -ln q, both increasing, so a lookup is a bisection over the grid.
+pub(crate) struct ClosureTable {
+    dim: f64,
+    ln_mu2: Vec<f64>,
+    ln_mu3: Vec<f64>,
+}
+
+impl ClosureTable {
+    pub(crate) fn new(dim: f64) -> ClosureTable {
+        // x from 1e-4 / dim (flat to 1e-4) to 40 (rank one to e^-40), 1200 points log-spaced.
+        let (lo, hi) = ((1e-4 / dim).ln(), 40f64.ln());
+        let pts = 1200;
+        let mut ln_mu2 = Vec::with_capacity(pts);
+        let mut ln_mu3 = Vec::with_capacity(pts);
+        for i in 0..pts {
+            let x = (lo + (hi - lo) * i as f64 / (pts - 1) as f64).exp();
+            let (m2, m3) = geometric_moments(x, dim);
+            ln_mu2.push(m2.ln());
+            ln_mu3.push(m3.ln());
+        }
+        ClosureTable {
+            dim,
+            ln_mu2,
+            ln_mu3,
+        }
+    }
+
+    fn mu3(&self, mu2: f64) -> f64 {
+        let y = mu2.ln();
+        let n = self.ln_mu2.len();
+        if y <= self.ln_mu2[0] {
+            return 1.0 / (self.dim * self.dim);
+        }
+        if y >= self.ln_mu2[n - 1] {
+            return mu2.min(1.0);
+        }
+        let i = self.ln_mu2.partition_point(|&v| v < y).clamp(1, n - 1) - 1;
+        let t = (y - self.ln_mu2[i]) / (self.ln_mu2[i + 1] - self.ln_mu2[i]);
+        (self.ln_mu3[i] + t * (self.ln_mu3[i + 1] - self.ln_mu3[i])).exp()
+    }
+}
+
+/// (tr M^2, tr M^3) of the normalised geometric spectrum q^j / sum_i q^i, j < dim, q = e^{-x}.
+fn geometric_moments(x: f64, dim: f64) -> (f64, f64) {
+    let om = |a: f64| -(-a).exp_m1();
+    let m2 = (0.5 * x).tanh() / (0.5 * dim * x).tanh();
+    let m3 = om(x).powi(3) * om(3.0 * dim * x) / (om(dim * x).powi(3) * om(3.0 * x));
+    (m2, m3)
+}
 /// A positive factor with mean 1 and relative variance `rel_var` (Gamma law: the off-path quadratic forms
 /// are sums of weighted chi-squares, skewed at small effective rank).
 fn unit_gamma(rel_var: f64, rng: &mut Xoshiro256PlusPlus) -> f64 {
@@ -97,6 +342,38 @@ fn unit_gamma(rel_var: f64, rng: &mut Xoshiro256PlusPlus) -> f64 {
     }
 }
 
+/// tr M^3 of the normalised geometric spectrum lambda_j = q^j / sum_i q^i (j < `dim`) whose tr M^2 is
+/// `mu2`. Why geometric: the squared singular values of a product of L Gaussian matrices of width n
+/// separate at the Lyapunov rate, lambda_{j+1} / lambda_j ~ ((n - j) / (n - j + 1))^L ~ e^{-L/n} for the
+/// leading ones (theory/finite-width.md section 8). With q = e^{-x}: tr M^2 = tanh(x/2) coth(dim x/2).
+/// The reference for [`ClosureTable`], which the chain uses.
+pub(crate) fn geometric_mu3(mu2: f64, dim: f64) -> f64 {
+    if mu2 >= 1.0 - 1e-12 {
+        return 1.0;
+    }
+    if mu2 <= 1.0 / dim + 1e-15 {
+        return 1.0 / (dim * dim);
+    }
+    // tr M^2 increases from 1/dim (x -> 0) to 1 (x -> inf): bisection in ln x.
+    let (mut lo, mut hi) = ((1e-9 / dim).ln(), 60f64.ln());
+    for _ in 0..60 {
+        let mid = 0.5 * (lo + hi);
+        if geometric_moments(mid.exp(), dim).0 < mu2 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    geometric_moments((0.5 * (lo + hi)).exp(), dim).1
+}
+
+/// E[s'] for s' = n tr N^2 / (tr N)^2, N = D W M W^T D (M of dimension `np`, spread `s`, tr M^2 = mu2,
+/// tr M^3 = mu3; 1 + V = n sum phi'^4 / (sum phi'^2)^2), to O(1/n) per step uniformly in s / n
+/// (derivation: theory/finite-width.md section 8, "The spread").
+fn spread_step(s: f64, n: f64, np: f64, one_plus_v: f64, mu2: f64, mu3: f64) -> f64 {
+    (n / np) * s + one_plus_v * (1.0 + mu2 - 8.0 * mu3 + 6.0 * mu2 * mu2)
+}
+
 /// State of J_{m<-k} for one starting layer k.
 #[derive(Clone, Copy)]
 struct JState {
@@ -108,11 +385,58 @@ struct JState {
     spread: f64,
 }
 
+/// The tables one network's draws share: unit moments per layer kind, the closure per width.
+pub(crate) struct ChainTables {
+    units: Vec<UnitTable>,
+    closures: Vec<ClosureTable>,
+}
+
+impl ChainTables {
+    /// Tables for `layers` fed by an input of width `n0`. The unit tables span the mean-field forward
+    /// state s_m of every layer of their kind, e^4 either side (a draw outside falls back to the units).
+    pub(crate) fn new(n0: usize, layers: &[ChainLayer]) -> ChainTables {
+        let mut units: Vec<UnitTable> = Vec::new();
+        let mut ranges: Vec<((f64, f64, Nonlinearity), f64, f64)> = Vec::new();
+        let mut s = 1.0f64;
+        for &(n, sw2, sb2, act) in layers {
+            if n >= MVN_MIN_WIDTH {
+                let ls = s.max(1e-300).ln();
+                match ranges.iter_mut().find(|r| r.0 == (sw2, sb2, act)) {
+                    Some(r) => {
+                        r.1 = r.1.min(ls);
+                        r.2 = r.2.max(ls);
+                    }
+                    None => ranges.push(((sw2, sb2, act), ls, ls)),
+                }
+            }
+            s = crate::gauss::expect(sw2 * s + sb2, |h| act.phi(h).powi(2), act.kinks());
+        }
+        for ((sw2, sb2, act), lo, hi) in ranges {
+            units.push(UnitTable::new(
+                sw2,
+                sb2,
+                act,
+                lo.max(-600.0) - 4.0,
+                hi + 4.0,
+            ));
+        }
+        let mut closures: Vec<ClosureTable> = Vec::new();
+        for w in std::iter::once(n0).chain(layers.iter().map(|l| l.0)) {
+            if !closures.iter().any(|c| c.dim == w as f64) {
+                closures.push(ClosureTable::new(w as f64));
+            }
+        }
+        ChainTables { units, closures }
+    }
+}
+
 /// One draw of the chain: ln GSC(L, k) for k = 0..L-1, or for k = 0 alone unless `every_start` (the
 /// other starting layers cost O(L^2) per draw); None if a layer could not be drawn non-degenerate.
 pub(crate) fn draw(
     n0: usize,
     layers: &[ChainLayer],
+    tables: &ChainTables,
+    unit_loop: bool,
     every_start: bool,
     rng: &mut Xoshiro256PlusPlus,
 ) -> Option<Vec<f64>> {
@@ -133,7 +457,15 @@ pub(crate) fn draw(
             });
         }
         let s = ln_sq.last().copied().unwrap_or(0.0).exp() / np;
-        let u = draw_units(n, s, sw2, sb2, act, rng)?;
+        let table = tables
+            .units
+            .iter()
+            .find(|t| !unit_loop && t.is_for(sw2, sb2, act));
+        let u = match table.and_then(|t| t.draw(n, s, rng)) {
+            Some(u) => u,
+            None => draw_units(n, s, sw2, sb2, act, rng)?,
+        };
+        let closure = tables.closures.iter().find(|c| c.dim == np);
         let sig2 = sw2 / np;
         let nf = n as f64;
         // 1 + V for this layer's gates, from the drawn units.
@@ -144,16 +476,17 @@ pub(crate) fn draw(
             // chi-square with that many degrees of freedom, in distribution to second order.
             let rank = (np / st.spread).max(1.0);
             // ||J_m||_F^2 / ||J||_F^2: the input-path part (rows' components along f, which also set the
-            // pre-activations: the same z's) plus the off-path part, sum_i phi'_i^2 g_i^T B B^T g_i, whose
-            // relative variance is 2 sum phi'^4 / (rank (sum phi'^2)^2).
-            // ||J_m||_F^2 / ||J||_F^2: the input-path part (rows' components along f, which also set the
-            // pre-activations: the same z's) plus the off-path part, sum_i phi'_i^2 g_i^T B B^T g_i, whose
-            // relative variance is 2 sum phi'^4 / (rank (sum phi'^2)^2). The cross term between the two
-            // (weight ||B J^T f^||^2) is left out: see theory/finite-width.md section 8 for what that costs.
+            // pre-activations: the same z's) plus the off-path part sum_i phi'_i^2 g_i^T K g_i (K = P M P)
+            // and the zero-mean cross term 2 sum_i phi'_i^2 z_i g_i . P M e. Their variances,
+            // 2 D4 tr K^2 and 4 sum phi'^4 z^2 c with tr K^2 = mu2 - 2c - p^2, add up to
+            // 2 D4 (mu2 - p^2) (E z^2 = 1): so both are drawn as one Gamma factor of that variance,
+            // without needing c (theory/finite-width.md section 8, "The off-path variance").
             let path = sig2 * p * u.d2z2;
             let off_mean = sig2 * (1.0 - p) * u.d2;
+            let mu2 = (st.spread / np).clamp(1.0 / np, 1.0);
             let off = if off_mean > 0.0 {
-                off_mean * unit_gamma(2.0 * u.d4 / (rank * u.d2 * u.d2), rng)
+                let k2 = (mu2 - p * p).max(0.0) / ((1.0 - p) * (1.0 - p));
+                off_mean * unit_gamma(2.0 * u.d4 * k2 / (u.d2 * u.d2), rng)
             } else {
                 0.0
             };
@@ -172,10 +505,15 @@ pub(crate) fn draw(
             };
             st.p = ((num_path + num_off) / (u.phi2 * gain)).clamp(0.0, 1.0);
             st.ln_f += gain.ln();
-            // Free addition of normalised variances (theory/finite-width.md section 3), with the
-            // finite-rank term that makes the leading order exact in expectation; the spread of an n x n'
-            // matrix cannot exceed n.
-            st.spread = ((nf / np) * st.spread + one_plus_v * (1.0 + st.spread / np)).min(nf);
+            // E[n tr N^2 / (tr N)^2] for N = D W M W^T D to O(1/n) per step, uniformly in s / n
+            // (theory/finite-width.md section 8, "The spread"): the ratio's own terms -8 mu3 + 6 mu2^2
+            // are what stop a near-rank-one J from growing its spread past n (they cancel 1 + mu2 at
+            // rank one). mu3 = tr M^3 is closed by the geometric (Lyapunov) spectrum with the same mu2.
+            let mu3 = match closure {
+                Some(c) => c.mu3(mu2),
+                None => geometric_mu3(mu2, np),
+            };
+            st.spread = spread_step(st.spread, nf, np, one_plus_v, mu2, mu3).clamp(1.0, nf);
         }
         ln_sq.push(u.phi2.ln());
         width_prev = n;
@@ -188,4 +526,85 @@ pub(crate) fn draw(
         n_k = layers[k].0;
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{geometric_moments, geometric_mu3, spread_step};
+    use nalgebra::DMatrix;
+    use rand::{Rng, SeedableRng};
+    use rand_distr::StandardNormal;
+    use rand_xoshiro::Xoshiro256PlusPlus;
+
+    /// The spread update against its definition: M a near-rank-one geometric spectrum (n = 40,
+    /// tr M^2 = 0.62), gates phi'(h)^2 of tanh at q = 1 independent of W (the update's setting), 3000
+    /// draws of s' = n tr N^2 / (tr N)^2, N = D W M W^T D. The mean of s' minus the update (evaluated with
+    /// each draw's own 1 + V) is 0 within z(1e-6) se plus the derived size of the terms the update drops
+    /// (8 (mu2 + mu3) n D6 / D2^3 per draw, from Cov(A, T)). The old update (1 + V)(1 + mu2) is ~1.5 too
+    /// high here.
+    #[test]
+    fn spread_update_matches_its_definition_near_rank_one() {
+        let n = 40usize;
+        let nf = n as f64;
+        let (mu2, mu3) = geometric_moments(0.9, nf);
+        let q = (-0.9f64).exp();
+        let tot: f64 = (0..n).map(|j| q.powi(j as i32)).sum();
+        let sqrt_m = DMatrix::from_fn(n, n, |i, j| {
+            if i == j {
+                (q.powi(i as i32) / tot).sqrt()
+            } else {
+                0.0
+            }
+        });
+        let s = nf * mu2;
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
+        let (draws, mut sum, mut sum2, mut drop) = (3000, 0.0, 0.0, 0.0);
+        for _ in 0..draws {
+            let w = DMatrix::from_fn(n, n, |_, _| rng.sample::<f64, _>(StandardNormal));
+            let d2: Vec<f64> = (0..n)
+                .map(|_| {
+                    let t = rng.sample::<f64, _>(StandardNormal).tanh();
+                    (1.0 - t * t).powi(2)
+                })
+                .collect();
+            let mut x = &w * &sqrt_m;
+            for (i, &g) in d2.iter().enumerate() {
+                x.row_mut(i).scale_mut(g.sqrt());
+            }
+            let nn = &x * x.transpose();
+            let sp = nf * nn.norm_squared() / nn.trace().powi(2);
+            let (s2, s4, s6) = d2.iter().fold((0.0, 0.0, 0.0), |a, &g| {
+                (a.0 + g, a.1 + g * g, a.2 + g * g * g)
+            });
+            let diff = sp - spread_step(s, nf, nf, nf * s4 / (s2 * s2), mu2, mu3);
+            sum += diff;
+            sum2 += diff * diff;
+            drop += 8.0 * (mu2 + mu3) * nf * s6 / s2.powi(3) / draws as f64;
+        }
+        let mean = sum / draws as f64;
+        let se = ((sum2 / draws as f64 - mean * mean) / (draws - 1) as f64).sqrt();
+        let z = crate::stats::z_for_false_alarm(1e-6);
+        assert!(
+            mean.abs() <= z * se + drop,
+            "mean s' - update = {mean} (se {se}, dropped-term bound {drop}), mu2 {mu2}"
+        );
+    }
+
+    /// The closed forms against the direct sums of q^j, at flat, intermediate and near-rank-one spectra.
+    #[test]
+    fn geometric_closure_matches_direct_sums() {
+        for dim in [3usize, 30, 100] {
+            for q in [0.999f64, 0.97, 0.8, 0.3, 0.01] {
+                let l: Vec<f64> = (0..dim).map(|j| q.powi(j as i32)).collect();
+                let t: f64 = l.iter().sum();
+                let mu2: f64 = l.iter().map(|x| (x / t).powi(2)).sum();
+                let mu3: f64 = l.iter().map(|x| (x / t).powi(3)).sum();
+                let got = geometric_mu3(mu2, dim as f64);
+                assert!(
+                    (got / mu3 - 1.0).abs() < 1e-7,
+                    "dim {dim} q {q}: {got} vs {mu3}"
+                );
+            }
+        }
+    }
 }

@@ -33,14 +33,24 @@ pub const TAU_MAX: f64 = 0.2;
 pub const SHIFT_MAX: f64 = 0.15;
 
 /// The chain law (theory/finite-width.md section 8) is reported while the sum of 1/n_l over the span is at
-/// most this. Basis: against 1000 independent networks per point at width 30 (tanh, selu, erf, gelu, with
-/// and without biases) every mean is within 3 se up to tau = 1/3 (largest error 0.040, gelu); at tau = 0.4
-/// tanh with biases is 3.1 se off, and at tau = 0.67 five of eight cases are. Beyond it the chain's mean
-/// is still returned as the `shift` of [`FiniteValue::OutsideValidity`].
-pub const TAU_CHAIN: f64 = 1.0 / 3.0;
+/// most this and every spanned layer is at least [`CHAIN_MIN_WIDTH`] wide (below that, up to
+/// [`TAU_CHAIN_NARROW`]). Basis (after the spread fix of section 8): at tau = 1, 19 of 20 cases (tanh,
+/// selu, erf, gelu, with and without biases, widths 30, 60, 100, 1000 networks each) within 3 se, largest
+/// error 0.118 (gelu with biases, width 60, z = -4.0), all others <= 0.066; at tau = 1.67 (width 30,
+/// depth 50) tanh without biases is off by 0.14 (z = 3.3 against 1000 numpy networks). Beyond it the
+/// chain's mean is still returned as the `shift` of [`FiniteValue::OutsideValidity`].
+pub const TAU_CHAIN: f64 = 1.0;
+
+/// Narrowest width at which the chain was measured beyond tau = 1/3 (section 8).
+pub const CHAIN_MIN_WIDTH: usize = 30;
+
+/// Validity of the chain over spans containing a layer narrower than [`CHAIN_MIN_WIDTH`] (measured at
+/// width 30 before the fix: every case within 3 se up to tau = 1/3).
+pub const TAU_CHAIN_NARROW: f64 = 1.0 / 3.0;
 
 /// Bias bound of the chain law's mean where it is valid, per unit of tau: its measured error was at most
-/// 0.020 at tau = 1/6 and 0.040 at tau = 1/3 (theory/finite-width.md section 8).
+/// 0.020 at tau = 1/6, 0.040 at tau = 1/3 (1000 networks), 0.104 at tau = 0.67 (200 networks, 2.1 se)
+/// and 0.118 at tau = 1 (theory/finite-width.md section 8).
 pub const CHAIN_BIAS_PER_TAU: f64 = 0.15;
 
 /// Work per [`predict_finite`] call for the exact route, in multiply-adds; wider or deeper networks go to
@@ -58,6 +68,9 @@ pub struct FiniteOptions {
     pub budget: f64,
     /// Keep an i.i.d. sample of ln GSC(L, 0) (one direction per spectrum) for distribution tests.
     pub keep_sample: bool,
+    /// Chain route: draw every layer's units one by one instead of their sums' moment-matched normal law
+    /// (slower; the reference the normal law's error is measured against, theory/finite-width.md §8).
+    pub unit_loop: bool,
 }
 
 impl Default for FiniteOptions {
@@ -68,6 +81,7 @@ impl Default for FiniteOptions {
             seed: 0,
             budget: DEFAULT_BUDGET,
             keep_sample: false,
+            unit_loop: false,
         }
     }
 }
@@ -140,6 +154,11 @@ pub struct FinitePrediction {
     /// Exact route with `keep_sample`: i.i.d. draws of ln GSC(L, 0) from the exact law.
     #[serde(skip)]
     pub sample_total: Vec<f64>,
+    /// Per layer l: bound on the bias of the law's mean, which `check` adds to its tolerance. The
+    /// chain: [`CHAIN_BIAS_PER_TAU`] * tau (its measured error, theory/finite-width.md section 8); the
+    /// exact route and the expansion (inside its validity): empty, i.e. 0.
+    #[serde(skip)]
+    pub bias_bound: Vec<f64>,
 }
 
 /// A plain MLP layer: (width, sigma_w2, sigma_b2, nonlinearity). `None` for anything else.
@@ -209,14 +228,27 @@ pub fn predict_finite(net: &Network, opts: &FiniteOptions) -> Result<FinitePredi
 }
 
 /// Chain draws that carry every starting layer k (the others carry k = 0 only): the per-layer laws of
-/// `check` need every k, but at O(L^2) per draw; ln GSC(L, 0), the headline number, gets every draw.
-pub const CHAIN_EVERY_START: usize = 500;
+/// `check` need every k, but at O(L^2) per draw, which dominates the law's cost at depth 100 (the unit
+/// sums are O(L) per draw); ln GSC(L, 0), the headline number, gets every draw. The per-layer laws'
+/// own Monte Carlo error (in `mean_se`) is correspondingly larger, and `check` combines it.
+pub const CHAIN_EVERY_START: usize = 200;
 
 /// Work of one chain draw carrying k = 0 only, in the budget's units: about 20 multiply-adds per unit
-/// (two normals, phi and phi') and 40 per state update (two Gamma draws).
+/// below `MVN_MIN_WIDTH` (two normals, phi and phi'), about 150 per layer for the tabulated unit sums
+/// above it, and 40 per state update (two Gamma draws).
 fn chain_cost(widths: &[usize]) -> f64 {
     let depth = (widths.len() - 1) as f64;
-    20.0 * widths[1..].iter().map(|&n| n as f64).sum::<f64>() + 40.0 * depth
+    let units: f64 = widths[1..]
+        .iter()
+        .map(|&n| {
+            if n >= crate::theory::finite_chain::MVN_MIN_WIDTH {
+                150.0
+            } else {
+                20.0 * n as f64
+            }
+        })
+        .sum();
+    units + 40.0 * depth
 }
 
 /// The scalar-state chain (theory/finite-width.md section 8): `opts.spectra` draws (capped by the budget,
@@ -234,11 +266,19 @@ fn chain_route(
         .spectra
         .min((opts.budget / chain_cost(widths)).floor() as usize)
         .max(opts.spectra.min(200));
+    let tables = crate::theory::finite_chain::ChainTables::new(widths[0], layers);
     let results: Vec<Option<Vec<f64>>> = (0..draws)
         .into_par_iter()
         .map(|i| {
             let mut rng = spectrum_rng(opts.seed ^ 0x3C6E_F372_FE94_F82B, i as u64);
-            crate::theory::finite_chain::draw(widths[0], layers, i < CHAIN_EVERY_START, &mut rng)
+            crate::theory::finite_chain::draw(
+                widths[0],
+                layers,
+                &tables,
+                opts.unit_loop,
+                i < CHAIN_EVERY_START,
+                &mut rng,
+            )
         })
         .collect();
     let ok: Vec<&Vec<f64>> = results.iter().flatten().collect();
@@ -262,6 +302,7 @@ fn chain_route(
             spectra: Some(draws),
             directions: None,
             sample_total: Vec::new(),
+            bias_bound: Vec::new(),
         });
     }
     let mf = predict(net, &MfOptions::default())?;
@@ -284,7 +325,13 @@ fn chain_route(
         let law = law_of(&rows);
         let tau: f64 = widths[k + 1..].iter().map(|&n| 1.0 / n as f64).sum();
         // The float sum of 1/n may exceed an exact tau = 1/3 (e.g. 10 layers of width 30) by an ulp.
-        values.push(if tau > tau_max + 1e-9 {
+        let narrow = widths[k + 1..].iter().any(|&n| n < CHAIN_MIN_WIDTH);
+        let limit = if narrow && tau_max == TAU_CHAIN {
+            TAU_CHAIN_NARROW
+        } else {
+            tau_max
+        };
+        values.push(if tau > limit + 1e-9 {
             FiniteValue::OutsideValidity {
                 tau,
                 shift: Some(law.mean - mf.layers[k].log_gsc_to_output),
@@ -306,6 +353,11 @@ fn chain_route(
         spectra: Some(draws),
         directions: None,
         sample_total,
+        bias_bound: (0..=depth)
+            .map(|k| {
+                CHAIN_BIAS_PER_TAU * widths[k + 1..].iter().map(|&n| 1.0 / n as f64).sum::<f64>()
+            })
+            .collect(),
     })
 }
 
@@ -589,6 +641,7 @@ fn exact(
         spectra: Some(spectra),
         directions: Some(dirs),
         sample_total,
+        bias_bound: Vec::new(),
     })
 }
 
@@ -753,6 +806,7 @@ fn expansion(
             spectra: None,
             directions: None,
             sample_total: Vec::new(),
+            bias_bound: Vec::new(),
         });
     }
     let mo = |m: usize| mom[m].expect("checked");
@@ -865,6 +919,7 @@ fn expansion(
         spectra: None,
         directions: None,
         sample_total: Vec::new(),
+        bias_bound: Vec::new(),
     })
 }
 

@@ -184,7 +184,12 @@ pub fn check_finite(p: &FinitePrediction, m: &Measurement, family_alpha: f64) ->
                     stderr: se_c,
                     z,
                     p_value: p_two_sided(z),
-                    verdict: verdict(z.abs() <= z_crit),
+                    // The chain's mean carries a stated bias bound (theory/finite-width.md section 8),
+                    // added to the statistical tolerance as everywhere else in `check`.
+                    verdict: verdict(
+                        (mean - law.mean).abs()
+                            <= z_crit * se_c + p.bias_bound.get(l).copied().unwrap_or(0.0),
+                    ),
                 });
                 // With probes, each measured ln GSC also carries the estimator's own noise (independent of
                 // the network): the measured variance is the law's plus its mean, estimated per sample.
