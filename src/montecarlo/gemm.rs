@@ -7,10 +7,12 @@
 //! the shape, each panel is one single-threaded faer call, and rayon only decides which thread computes
 //! which panel. So the same bits come out on 1 or 64 threads.
 
+use super::kernel;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use nalgebra::DMatrix;
 use rayon::prelude::*;
+use std::cell::RefCell;
 
 /// Products with fewer multiply-adds than this (6.7e7, ~2 ms at 60 GFLOP/s) run as one call: smaller
 /// ones are many per sample and samples already keep the threads busy; splitting them only adds packing
@@ -52,8 +54,7 @@ pub fn mul_into(dst: &mut DMatrix<f64>, a: &DMatrix<f64>, transpose_a: bool, b: 
     let bs = b.as_slice();
     let ds = dst.as_mut_slice();
     if m * n * k < SPLIT_WORK || n <= PANEL {
-        let d = MatMut::from_column_major_slice_mut(ds, m, n);
-        matmul(d, Accum::Replace, av, view(b), 1.0, Par::Seq);
+        small(ds, m, a, transpose_a, b);
         return;
     }
     ds.par_chunks_mut(m * PANEL)
@@ -64,6 +65,44 @@ pub fn mul_into(dst: &mut DMatrix<f64>, a: &DMatrix<f64>, transpose_a: bool, b: 
             let bb = MatRef::from_column_major_slice(bp, k, cols);
             matmul(d, Accum::Replace, av, bb, 1.0, Par::Seq);
         });
+}
+
+thread_local! {
+    /// a^T of the last transposed small product on this thread (re-used buffer).
+    static TRANSPOSED: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A product below SPLIT_WORK on the engine's kernel (kernel.rs). A transposed left factor is copied
+/// out once (O(m k) against the product's O(m n k)), so the kernel always reads columns.
+fn small(ds: &mut [f64], m: usize, a: &DMatrix<f64>, transpose_a: bool, b: &DMatrix<f64>) {
+    let (k, n) = (b.nrows(), b.ncols());
+    if !transpose_a {
+        kernel::matmul(m, n, k, a.as_slice(), m, b.as_slice(), k, ds, m);
+        return;
+    }
+    TRANSPOSED.with(|t| {
+        let mut t = t.borrow_mut();
+        transpose_into(&mut t, a);
+        kernel::matmul(m, n, k, &t, m, b.as_slice(), k, ds, m);
+    });
+}
+
+/// out = a^T (column-major, a.ncols() x a.nrows()), in square tiles so both sides stay in cache.
+pub(crate) fn transpose_into(out: &mut Vec<f64>, a: &DMatrix<f64>) {
+    const T: usize = 16;
+    let (r, c) = (a.nrows(), a.ncols());
+    out.clear();
+    out.resize(r * c, 0.0);
+    let s = a.as_slice();
+    for j0 in (0..c).step_by(T) {
+        for i0 in (0..r).step_by(T) {
+            for j in j0..(j0 + T).min(c) {
+                for i in i0..(i0 + T).min(r) {
+                    out[i * c + j] = s[j * r + i];
+                }
+            }
+        }
+    }
 }
 
 /// op(a) * b into a new matrix.
