@@ -1,6 +1,6 @@
-//! Matrix products of the Monte Carlo engine: below SPLIT_WORK on the engine's own unpacked kernel
-//! (kernel.rs: the per-layer 100 x 100 x 100 products, where faer's packing and edge kernels cost a fifth),
-//! above it on faer's AVX-512/AVX2 f64 kernels (runtime-detected), which pack and block for large shapes.
+//! Matrix products of the Monte Carlo engine, on faer's AVX-512/AVX2 f64 kernels (runtime-detected), except
+//! that the Jacobian passes' products below SPLIT_WORK (`mul_into_kernel`) run on the engine's own unpacked
+//! kernel (kernel.rs: at 100 x 100 x 100, faer's packing and edge kernels cost a fifth of the product).
 //!
 //! Why not nalgebra's `*`: it allocates every product, and its `W^T A` goes through dot products at ~5
 //! GFLOP/s, which made reverse mode 10x slower than forward mode (measured in `gradscale bench`).
@@ -30,7 +30,30 @@ fn view(m: &DMatrix<f64>) -> MatRef<'_, f64> {
 }
 
 /// dst = op(a) * b with op(a) = a or a^T. `dst` is reshaped (re-using its allocation when it can).
+/// On faer throughout: the training engine's per-op gradients (src/train/backward.rs) are pinned bit for
+/// bit to its fused step, which calls faer directly.
 pub fn mul_into(dst: &mut DMatrix<f64>, a: &DMatrix<f64>, transpose_a: bool, b: &DMatrix<f64>) {
+    mul_into_with(dst, a, transpose_a, b, false)
+}
+
+/// `mul_into` with products below SPLIT_WORK on the engine's own kernel (kernel.rs): the Jacobian passes'
+/// dense products (ops.rs), whose bits nothing outside the Monte Carlo engine compares against.
+pub(crate) fn mul_into_kernel(
+    dst: &mut DMatrix<f64>,
+    a: &DMatrix<f64>,
+    transpose_a: bool,
+    b: &DMatrix<f64>,
+) {
+    mul_into_with(dst, a, transpose_a, b, true)
+}
+
+fn mul_into_with(
+    dst: &mut DMatrix<f64>,
+    a: &DMatrix<f64>,
+    transpose_a: bool,
+    b: &DMatrix<f64>,
+    own_kernel: bool,
+) {
     let (m, k) = if transpose_a {
         (a.ncols(), a.nrows())
     } else {
@@ -56,7 +79,12 @@ pub fn mul_into(dst: &mut DMatrix<f64>, a: &DMatrix<f64>, transpose_a: bool, b: 
     let bs = b.as_slice();
     let ds = dst.as_mut_slice();
     if m * n * k < SPLIT_WORK || n <= PANEL {
-        small(ds, m, a, transpose_a, b);
+        if own_kernel {
+            small(ds, m, a, transpose_a, b);
+        } else {
+            let d = MatMut::from_column_major_slice_mut(ds, m, n);
+            matmul(d, Accum::Replace, av, view(b), 1.0, Par::Seq);
+        }
         return;
     }
     ds.par_chunks_mut(m * PANEL)
@@ -136,15 +164,21 @@ mod tests {
             let at = a.transpose();
             let b = m(k, c, 0.07);
             let want = &a * &b;
-            for (x, t) in [(&a, false), (&at, true)] {
-                let got = mul(x, t, &b);
+            for (x, t, own) in [
+                (&a, false, false),
+                (&at, true, false),
+                (&a, false, true),
+                (&at, true, true),
+            ] {
+                let mut got = DMatrix::zeros(0, 0);
+                mul_into_with(&mut got, x, t, &b, own);
                 assert_eq!(got.shape(), want.shape());
                 let err = (&got - &want).abs().max();
                 let scale = want.abs().max().max(1.0);
                 // Different summation orders: a few ulps per term of a length-k sum.
                 assert!(
                     err <= 1e-13 * scale * (k as f64),
-                    "{r}x{k}x{c} t={t}: {err}"
+                    "{r}x{k}x{c} t={t} own={own}: {err}"
                 );
             }
         }

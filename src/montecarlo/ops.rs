@@ -415,7 +415,7 @@ fn product_in_place(
         // Taken out rather than borrowed: a split product may let this thread run another sample's
         // product meanwhile (rayon work stealing), which then just finds no spare.
         let mut out = SPARE.with(|s| s.replace(DMatrix::zeros(0, 0)));
-        gemm::mul_into(&mut out, w, transpose, tb);
+        gemm::mul_into_kernel(&mut out, w, transpose, tb);
         std::mem::swap(tb, &mut out);
         SPARE.with(|s| *s.borrow_mut() = out);
     }
