@@ -48,6 +48,16 @@ fn engines(c: &mut Criterion) {
     c.bench_function("simulate tanh w500 d20 probes16 x20", |b| {
         b.iter(|| montecarlo::simulate(&wide, &probes).unwrap())
     });
+    // examples/batch-relu.toml, one sample: the batch map's Jacobian (16 blocks of 100 x 1600) through
+    // the column panels of sample.rs.
+    let bn = gradscale::bench::batch_relu();
+    let one = McOptions {
+        samples: 1,
+        ..bn.opts
+    };
+    c.bench_function("simulate batch-relu w100 d50 B16 exact x1", |b| {
+        b.iter(|| montecarlo::simulate(&bn.net, &one).unwrap())
+    });
     c.bench_function("predict tanh d50 (one grid point)", |b| {
         b.iter(|| theory::predict(&net, &MfOptions::default()).unwrap())
     });

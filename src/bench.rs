@@ -324,10 +324,40 @@ pub fn headline() -> McCase {
     }
 }
 
+/// examples/batch-relu.toml: [Dense (sigma_w^2 = 2), BatchNorm, relu] x 50 at width 100, batch 16, exact.
+/// Its Jacobian is over the whole batch map (dimension 1600), so one sample is 51 GFLOP of products.
+pub fn batch_relu() -> McCase {
+    let net = Network::stack(
+        100,
+        16,
+        50,
+        vec![
+            Op::dense(100, 2.0, 0.0),
+            Op::BatchNorm { eps: 1e-5 },
+            Op::Act(Nonlinearity::Relu),
+        ],
+    );
+    // Best of 2: a single timed run here measured 2x the time of the same `simulate` run as a process.
+    McCase {
+        repeats: 2,
+        ..case(
+            "batch-relu w100 d50 B16 exact x2".into(),
+            net,
+            2,
+            Estimator::Exact,
+        )
+    }
+}
+
+/// `bench --quick`: the headline and the batch-norm case of issue 18.
+pub fn quick_cases() -> Vec<McCase> {
+    vec![headline(), batch_relu()]
+}
+
 /// The standard suite: widths 32..1000, depths 10..200, probes, batch norm, a ResNet.
 pub fn suite(quick: bool) -> Vec<McCase> {
     let t = Nonlinearity::Tanh;
-    let mut v = vec![headline()];
+    let mut v = quick_cases();
     let mut add =
         |name: &str, net: Network, s: usize, e: Estimator| v.push(case(name.into(), net, s, e));
     add(

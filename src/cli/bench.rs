@@ -9,7 +9,7 @@ pub struct Args {
     /// Threads for the Monte Carlo cases (default: all cores). The peak is measured on 1 thread and on this many.
     #[arg(long, value_parser = positive_usize, allow_hyphen_values = true)]
     pub threads: Option<usize>,
-    /// Only the headline case (tanh, width 100, depth 50, 200 samples, exact) and the closed-form grid.
+    /// Only the headline case (tanh, width 100, depth 50, 200 samples, exact), the batch-norm case (examples/batch-relu.toml, 2 samples) and the closed-form grid.
     #[arg(long)]
     pub quick: bool,
     /// Also run the scaling sweeps (time against width, depth, samples, batch) and fit exponents.
@@ -47,7 +47,7 @@ pub fn run(a: &Args) -> Result<String> {
     let cases = if a.grid_only {
         vec![]
     } else if a.quick {
-        vec![bench::headline()]
+        bench::quick_cases()
     } else {
         bench::suite(false)
     };

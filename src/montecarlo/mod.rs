@@ -10,6 +10,7 @@ pub mod collapse;
 mod cost;
 pub mod gemm;
 pub mod isometry;
+mod kernel;
 mod normal;
 mod ops;
 pub mod param_jvp;

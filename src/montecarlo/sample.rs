@@ -1,5 +1,6 @@
 //! One sampled network: parameters, forward pass, and the two Jacobian families.
 
+use super::kernel;
 use super::ops::{gaussian_matrix, OpCache, OpParams, Sample};
 use super::Estimator;
 use crate::arch::{Network, Op};
@@ -188,14 +189,7 @@ fn frob(blocks: &[DMatrix<f64>], estimator: Estimator) -> (f64, f64) {
             let per: Vec<f64> = (0..p)
                 .map(|c| blocks.iter().map(|m| m.column(c).norm_squared()).sum())
                 .collect();
-            let mean = per.iter().sum::<f64>() / p as f64;
-            let var = per.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (p - 1) as f64;
-            let rel = if mean > 0.0 {
-                var / (p as f64 * mean * mean)
-            } else {
-                0.0
-            };
-            (mean, rel)
+            probe_mean_and_rel_var(&per)
         }
     }
 }
@@ -215,20 +209,45 @@ fn record(
     *k_total += rescale(blocks, f) as i64;
 }
 
-pub fn jacobian_norms(
+/// Whether every layer is [Dense, Act] and the Jacobian is over one input: then each layer's Jacobian is
+/// one matrix M_l = D_l W_l (D_l = phi'(h_l) of the first input), and `dense_act_norms` applies it.
+fn dense_act_layers(net: &Network) -> bool {
+    jacobian_batch(net) == 1
+        && net
+            .layers
+            .iter()
+            .all(|l| matches!(l.ops.as_slice(), [Op::Dense(_), Op::Act(_)]))
+}
+
+/// A [Dense, Act] layer's weights W (n_out x n_in) and phi' at the first input (n_out).
+fn dense_act<'a>(params: &'a [OpParams], cache: &'a [OpCache]) -> (&'a DMatrix<f64>, &'a [f64]) {
+    let (OpParams::Dense { w, .. }, OpCache::Act(d)) = (&params[0], &cache[1]) else {
+        unreachable!("a [Dense, Act] layer's parameters and cache")
+    };
+    (w, &d.as_slice()[..w.nrows()])
+}
+
+/// `jacobian_norms` for [Dense, Act] nets, where each layer's Jacobian is M_l = D_l W_l. Forward mode:
+/// T_{l+1} = D_l (W_l T_l), phi' applied as the product's rows are stored. Reverse mode keeps the adjoint
+/// transposed, S_l = A_l^T (P x n_l): A_l = W_l^T D_l A_{l+1} becomes S_l = (S_{l+1} D_l) W_l. So both
+/// products read W_l where it lies (kernel.rs: columns as vectors forward, entries broadcast in reverse),
+/// with no transposed copy; each product prefetches the next layer's weights.
+fn dense_act_norms(
     net: &Network,
     params: &NetParams,
     trace: &Trace,
     estimator: Estimator,
     rng: &mut dyn rand::RngCore,
 ) -> JacobianNorms {
-    let bj = jacobian_batch(net);
     let depth = net.depth();
     let widths = net.widths();
+    let weights = |l: usize| dense_act(&params[l], &trace.caches[l]);
     let mut log_from_input = vec![0.0; depth + 1];
     let mut from_input_rel_var = vec![0.0; depth + 1];
     let mut k_total = 0;
-    let mut t = start_blocks(widths[0], bj, estimator, rng);
+    let mut t = start_blocks(widths[0], 1, estimator, rng);
+    let cols = t[0].ncols();
+    let mut spare = DMatrix::zeros(0, 0);
     record(
         &mut t,
         estimator,
@@ -237,14 +256,33 @@ pub fn jacobian_norms(
         &mut from_input_rel_var[0],
     );
     for l in 0..depth {
-        for ((op, p), c) in net.layers[l]
-            .ops
-            .iter()
-            .zip(&params[l])
-            .zip(&trace.caches[l])
-        {
-            t = op.jvp(p, c, t);
+        let (w, d) = weights(l);
+        let (r, c) = w.shape();
+        if spare.shape() != (r, cols) {
+            spare = DMatrix::zeros(r, cols);
         }
+        let next = if l + 1 < depth {
+            weights(l + 1).0.as_slice()
+        } else {
+            &[]
+        };
+        kernel::matmul_with(
+            kernel::isa(),
+            r,
+            cols,
+            c,
+            w.as_slice(),
+            r,
+            t[0].as_slice(),
+            c,
+            spare.as_mut_slice(),
+            r,
+            kernel::Extra {
+                row_scale: Some(d),
+                prefetch: next,
+            },
+        );
+        std::mem::swap(&mut t[0], &mut spare);
         record(
             &mut t,
             estimator,
@@ -256,32 +294,278 @@ pub fn jacobian_norms(
     let mut log_to_output = vec![0.0; depth + 1];
     let mut to_output_rel_var = vec![0.0; depth + 1];
     let mut k_total = 0;
-    let mut a = start_blocks(widths[depth], bj, estimator, rng);
-    record(
-        &mut a,
+    let mut s = start_blocks(widths[depth], 1, estimator, rng)[0].transpose();
+    let rows = s.nrows();
+    record_transposed(
+        &mut s,
         estimator,
         &mut k_total,
         &mut log_to_output[depth],
         &mut to_output_rel_var[depth],
     );
     for l in (0..depth).rev() {
-        for ((op, p), c) in net.layers[l]
-            .ops
-            .iter()
-            .zip(&params[l])
-            .zip(&trace.caches[l])
-            .rev()
-        {
-            a = op.vjp(p, c, a);
+        let (w, d) = weights(l);
+        let (r, c) = w.shape();
+        // S D: column i of S times phi'_i.
+        for (col, f) in s.as_mut_slice().chunks_exact_mut(rows).zip(d) {
+            for x in col {
+                *x *= f;
+            }
         }
-        record(
-            &mut a,
+        if spare.shape() != (rows, c) {
+            spare = DMatrix::zeros(rows, c);
+        }
+        let next = if l > 0 {
+            weights(l - 1).0.as_slice()
+        } else {
+            &[]
+        };
+        kernel::matmul_with(
+            kernel::isa(),
+            rows,
+            c,
+            r,
+            s.as_slice(),
+            rows,
+            w.as_slice(),
+            r,
+            spare.as_mut_slice(),
+            rows,
+            kernel::Extra {
+                row_scale: None,
+                prefetch: next,
+            },
+        );
+        std::mem::swap(&mut s, &mut spare);
+        record_transposed(
+            &mut s,
             estimator,
             &mut k_total,
             &mut log_to_output[l],
             &mut to_output_rel_var[l],
         );
     }
+    JacobianNorms {
+        log_from_input,
+        log_to_output,
+        from_input_rel_var,
+        to_output_rel_var,
+    }
+}
+
+/// `record` for a transposed block (probe directions in rows).
+fn record_transposed(
+    s: &mut DMatrix<f64>,
+    estimator: Estimator,
+    k_total: &mut i64,
+    log: &mut f64,
+    rel_var: &mut f64,
+) {
+    let (f, rv) = match estimator {
+        Estimator::Exact => (sum_squares(s.as_slice()), 0.0),
+        Estimator::Probes(p) | Estimator::GaussianProbes(p) => {
+            let mut per = vec![0.0; p];
+            for col in s.as_slice().chunks_exact(p) {
+                for (acc, x) in per.iter_mut().zip(col) {
+                    *acc += x * x;
+                }
+            }
+            probe_mean_and_rel_var(&per)
+        }
+    };
+    *log = f.ln() + 2.0 * *k_total as f64 * std::f64::consts::LN_2;
+    *rel_var = rv;
+    *k_total += rescale(std::slice::from_mut(s), f) as i64;
+}
+
+/// Mean of the per-probe squared norms and the relative variance of that mean.
+fn probe_mean_and_rel_var(per: &[f64]) -> (f64, f64) {
+    let p = per.len();
+    let mean = per.iter().sum::<f64>() / p as f64;
+    let var = per.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (p - 1) as f64;
+    let rel = if mean > 0.0 {
+        var / (p as f64 * mean * mean)
+    } else {
+        0.0
+    };
+    (mean, rel)
+}
+
+/// Doubles of tangent held per column panel (512 KB: a panel and its product stay in L2).
+const PANEL_DOUBLES: usize = 1 << 16;
+
+/// Widest layer for which the generic path cuts the columns into panels: beyond it one panel's products
+/// would re-read weights larger than L2 for little work, and whole-block products can split over threads.
+const PANEL_MAX_WIDTH: usize = 256;
+
+/// One layer's Jacobian (`reverse`: its transpose) applied to the blocks, op by op.
+fn apply_layer(
+    ops: &[Op],
+    params: &[OpParams],
+    caches: &[OpCache],
+    mut x: Vec<DMatrix<f64>>,
+    reverse: bool,
+) -> Vec<DMatrix<f64>> {
+    if reverse {
+        for ((op, p), c) in ops.iter().zip(params).zip(caches).rev() {
+            x = op.vjp(p, c, x);
+        }
+    } else {
+        for ((op, p), c) in ops.iter().zip(params).zip(caches) {
+            x = op.jvp(p, c, x);
+        }
+    }
+    x
+}
+
+/// What one panel's pass leaves per layer: ln of its squared norm (exact) or of each column's (probes),
+/// with the panel's own power-of-two rescaling taken out.
+enum PanelLog {
+    Total(f64),
+    Columns(Vec<f64>),
+}
+
+fn panel_log(x: &[DMatrix<f64>], estimator: Estimator, k_total: i64) -> (PanelLog, f64) {
+    let shift = 2.0 * k_total as f64 * std::f64::consts::LN_2;
+    let total: f64 = x.iter().map(|m| sum_squares(m.as_slice())).sum();
+    let log = match estimator {
+        Estimator::Exact => PanelLog::Total(total.ln() + shift),
+        _ => {
+            let n = x[0].nrows();
+            let mut per = vec![0.0; x[0].ncols()];
+            for m in x {
+                for (acc, col) in per.iter_mut().zip(m.as_slice().chunks_exact(n)) {
+                    *acc += col.iter().map(|v| v * v).sum::<f64>();
+                }
+            }
+            PanelLog::Columns(per.iter().map(|v| v.ln() + shift).collect())
+        }
+    };
+    (log, total)
+}
+
+/// ln of sum_i e^{v_i}, with NaN and +inf passed through (the overflow checks read them).
+fn log_sum_exp(v: &[f64]) -> f64 {
+    if v.len() == 1 {
+        return v[0];
+    }
+    if v.iter().any(|x| x.is_nan()) {
+        return f64::NAN;
+    }
+    let m = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !m.is_finite() {
+        return m;
+    }
+    m + v.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
+}
+
+/// One Jacobian family: `start` pushed through the layers (forward, recorded at 0..=depth, or
+/// `reverse`, recorded at depth..=0), returning ln ||.||_F^2 and the probe relative variance per layer.
+///
+/// The columns are cut into panels that each go through every layer while they are in cache (every op
+/// acts on each column, a direction, on its own): a batch-norm net's blocks are B blocks of n x nB
+/// columns (20 MB at n = 100, B = 16), and layer-by-layer passes over them were bound by memory, not by
+/// the products (theory/cost.md). Each panel rescales by its own powers of two; the per-layer logs are
+/// combined exactly in log space.
+fn family(
+    net: &Network,
+    params: &NetParams,
+    trace: &Trace,
+    estimator: Estimator,
+    start: Vec<DMatrix<f64>>,
+    reverse: bool,
+    panel_doubles: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let depth = net.depth();
+    let widest = net.widths().into_iter().max().unwrap_or(1).max(1);
+    let (n0, cols) = start[0].shape();
+    let width = (panel_doubles / (start.len() * widest)) / 8 * 8;
+    let width = if widest > PANEL_MAX_WIDTH || width == 0 {
+        cols
+    } else {
+        width.min(cols).max(1)
+    };
+    let mut logs: Vec<Vec<PanelLog>> = (0..=depth).map(|_| Vec::new()).collect();
+    let order: Vec<usize> = if reverse {
+        (0..depth).rev().collect()
+    } else {
+        (0..depth).collect()
+    };
+    let first = if reverse { depth } else { 0 };
+    for c0 in (0..cols).step_by(width) {
+        let w = width.min(cols - c0);
+        let mut x: Vec<DMatrix<f64>> = if w == cols {
+            start.clone()
+        } else {
+            start
+                .iter()
+                .map(|m| DMatrix::from_column_slice(n0, w, &m.as_slice()[c0 * n0..(c0 + w) * n0]))
+                .collect()
+        };
+        let mut k_total = 0i64;
+        let (log, total) = panel_log(&x, estimator, k_total);
+        logs[first].push(log);
+        k_total += rescale(&mut x, total) as i64;
+        for &l in &order {
+            x = apply_layer(&net.layers[l].ops, &params[l], &trace.caches[l], x, reverse);
+            let (log, total) = panel_log(&x, estimator, k_total);
+            logs[if reverse { l } else { l + 1 }].push(log);
+            k_total += rescale(&mut x, total) as i64;
+        }
+    }
+    logs.into_iter()
+        .map(|panels| match estimator {
+            Estimator::Exact => {
+                let v: Vec<f64> = panels
+                    .iter()
+                    .map(|p| match p {
+                        PanelLog::Total(t) => *t,
+                        PanelLog::Columns(_) => unreachable!("exact panels log totals"),
+                    })
+                    .collect();
+                (log_sum_exp(&v), 0.0)
+            }
+            _ => {
+                let v: Vec<f64> = panels
+                    .into_iter()
+                    .flat_map(|p| match p {
+                        PanelLog::Columns(c) => c,
+                        PanelLog::Total(_) => unreachable!("probe panels log columns"),
+                    })
+                    .collect();
+                if v.iter().any(|x| x.is_nan()) {
+                    return (f64::NAN, 0.0);
+                }
+                let m = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                if !m.is_finite() {
+                    return (m, 0.0);
+                }
+                let vals: Vec<f64> = v.iter().map(|x| (x - m).exp()).collect();
+                let (mean, rel) = probe_mean_and_rel_var(&vals);
+                (m + mean.ln(), rel)
+            }
+        })
+        .unzip()
+}
+
+pub fn jacobian_norms(
+    net: &Network,
+    params: &NetParams,
+    trace: &Trace,
+    estimator: Estimator,
+    rng: &mut dyn rand::RngCore,
+) -> JacobianNorms {
+    if dense_act_layers(net) {
+        return dense_act_norms(net, params, trace, estimator, rng);
+    }
+    let bj = jacobian_batch(net);
+    let widths = net.widths();
+    let t = start_blocks(widths[0], bj, estimator, rng);
+    let (log_from_input, from_input_rel_var) =
+        family(net, params, trace, estimator, t, false, PANEL_DOUBLES);
+    let a = start_blocks(widths[net.depth()], bj, estimator, rng);
+    let (log_to_output, to_output_rel_var) =
+        family(net, params, trace, estimator, a, true, PANEL_DOUBLES);
     JacobianNorms {
         log_from_input,
         log_to_output,
@@ -400,5 +684,135 @@ pub fn outcome(
         probe_var_to_output: j.to_output_rel_var.iter().map(|v| 0.25 * v).collect(),
         degenerate,
         overflow,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::Op;
+    use crate::Nonlinearity;
+    use rand::SeedableRng;
+
+    fn setup(net: &Network, seed: u64) -> (NetParams, Trace) {
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
+        let params = draw_params(net, &mut rng);
+        let x = draw_input(net, &mut rng);
+        let trace = forward_rescaled(net, &params, x);
+        (params, trace)
+    }
+
+    fn close(a: &[f64], b: &[f64], what: &str) {
+        for (l, (x, y)) in a.iter().zip(b).enumerate() {
+            // Different summation orders of the same sums of squares: a few ulps of ln.
+            assert!(
+                (x - y).abs() <= 1e-12 * x.abs().max(1.0),
+                "{what} layer {l}: {x} vs {y}"
+            );
+        }
+    }
+
+    /// A batch-norm net (B = 6, width 12: 72 columns per block) cut into 9 panels of 8 columns gives the
+    /// same Jacobian norms as whole blocks, exact and with probes, both families.
+    #[test]
+    fn panels_give_the_norms_of_whole_blocks() {
+        let net = Network::stack(
+            12,
+            6,
+            4,
+            vec![
+                Op::dense(12, 2.0, 0.0),
+                Op::BatchNorm { eps: 1e-5 },
+                Op::Act(Nonlinearity::Tanh),
+            ],
+        );
+        let (params, trace) = setup(&net, 3);
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(4);
+        for est in [Estimator::Exact, Estimator::Probes(40)] {
+            let start = start_blocks(12, 6, est, &mut rng);
+            for reverse in [false, true] {
+                let whole = family(&net, &params, &trace, est, start.clone(), reverse, 1 << 30);
+                let cut = family(
+                    &net,
+                    &params,
+                    &trace,
+                    est,
+                    start.clone(),
+                    reverse,
+                    6 * 12 * 8,
+                );
+                close(&whole.0, &cut.0, "log");
+                close(&whole.1, &cut.1, "rel var");
+            }
+        }
+    }
+
+    /// The fused [Dense, Act] path (phi' in the product's store, transposed adjoints) against the op-by-op
+    /// path on an MLP of unequal widths 9 -> 17 -> 33 -> 5, exact and with probes.
+    #[test]
+    fn fused_dense_act_layers_match_the_op_by_op_path() {
+        let net = Network::mlp_widths(9, &[17, 33, 5], Nonlinearity::Tanh, 1.5, 0.1).unwrap();
+        assert!(dense_act_layers(&net));
+        let (params, trace) = setup(&net, 7);
+        for est in [Estimator::Exact, Estimator::Probes(11)] {
+            let mut r1 = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(9);
+            let mut r2 = r1.clone();
+            let fused = dense_act_norms(&net, &params, &trace, est, &mut r1);
+            let t = start_blocks(9, 1, est, &mut r2);
+            let fwd = family(&net, &params, &trace, est, t, false, PANEL_DOUBLES);
+            let a = start_blocks(5, 1, est, &mut r2);
+            let bwd = family(&net, &params, &trace, est, a, true, PANEL_DOUBLES);
+            close(&fused.log_from_input, &fwd.0, "from input");
+            close(&fused.log_to_output, &bwd.0, "to output");
+            close(&fused.from_input_rel_var, &fwd.1, "from input rel var");
+            close(&fused.to_output_rel_var, &bwd.1, "to output rel var");
+        }
+    }
+
+    /// Both paths give the same bits on 1 and 2 threads (samples spread over the pool). The batch-norm
+    /// net (width 32, B = 16: 512 columns per block) runs in 4 panels.
+    #[test]
+    fn bits_do_not_depend_on_the_thread_count() {
+        let bn = Network::stack(
+            32,
+            16,
+            3,
+            vec![
+                Op::dense(32, 2.0, 0.0),
+                Op::BatchNorm { eps: 1e-5 },
+                Op::Act(Nonlinearity::Relu),
+            ],
+        );
+        let mlp = Network::mlp_widths(40, &[40, 40], Nonlinearity::Tanh, 1.2, 0.0).unwrap();
+        for net in [bn, mlp] {
+            let opts = super::super::McOptions {
+                samples: 6,
+                seed: 2,
+                estimator: Estimator::Exact,
+            };
+            let run = |threads| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap()
+                    .install(|| super::super::simulate(&net, &opts).unwrap())
+            };
+            let (a, b) = (run(1), run(2));
+            let bits = |m: &super::super::Measurement| -> Vec<u64> {
+                m.log_gsc_to_output_samples
+                    .iter()
+                    .flatten()
+                    .chain(&m.log_gsc_total)
+                    .map(|v| v.to_bits())
+                    .collect()
+            };
+            assert_eq!(bits(&a), bits(&b));
+            for (la, lb) in a.layers.iter().zip(&b.layers) {
+                assert_eq!(
+                    la.log_gsc_from_input.mean.to_bits(),
+                    lb.log_gsc_from_input.mean.to_bits()
+                );
+            }
+        }
     }
 }
