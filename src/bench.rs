@@ -582,7 +582,7 @@ pub fn collapse_prediction(depth: usize) -> Result<CaseResult> {
 /// below 1), where only the larger Gauss–Hermite rules of gauss/mehler.rs pass the series' checks (80 s
 /// at depth 1000 on the nested 2-D rule before them, theory/cost.md).
 pub fn collapse_prediction_chaotic_bias(depth: usize) -> Result<CaseResult> {
-    collapse_case(" chaotic sb2=0.02", 2.5, 0.02, depth)
+    collapse_case(" chaotic", 2.5, 0.02, depth)
 }
 
 fn collapse_case(label: &str, sigma_w2: f64, sigma_b2: f64, depth: usize) -> Result<CaseResult> {
