@@ -109,6 +109,43 @@ fn kernel(act: Nonlinearity, q: f64, c: f64, gh: &(Vec<f64>, Vec<f64>)) -> (f64,
     }
 }
 
+/// The library's correlation map c_l of a width-10 MLP (batch 2, input correlation c0) against an
+/// independent iteration, x-level (q_x, c_x) -> pre-activation (q, c) -> output, with the 2-D kernels
+/// of the given rule, to 1e-10 at every layer.
+fn assert_map_matches_independent_iteration(
+    act: Nonlinearity,
+    sw2: f64,
+    sb2: f64,
+    d: usize,
+    c0: f64,
+    rule: &(Vec<f64>, Vec<f64>),
+) {
+    let mut net = mlp(act, 10, d, sw2, sb2);
+    net.input.batch = 2;
+    net.input.correlation = c0;
+    let p = predict(
+        &net,
+        &MfOptions {
+            correlation: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (mut qx, mut cx) = (1.0, c0);
+    for l in 1..=d {
+        let q = sw2 * qx + sb2;
+        let c = (sw2 * qx * cx + sb2) / q;
+        let (s, cr) = kernel(act, q, c, rule);
+        qx = s;
+        cx = cr / s;
+        let got = p.layers[l].c.unwrap();
+        assert!(
+            (got - cx).abs() <= 1e-10,
+            "{act} sw2={sw2} sb2={sb2} c0={c0} l={l}: library {got} independent {cx}"
+        );
+    }
+}
+
 #[test]
 fn correlation_map_matches_independent_kernels() {
     // Leaky relu's cross term: E[(a u1 + (1-a) r1)(a u2 + (1-a) r2)] = a^2 q c + a(1-a) q c + (1-a)^2 k
@@ -126,32 +163,7 @@ fn correlation_map_matches_independent_kernels() {
     for (act, sw2, sb2) in cases {
         // Depth 50 for every case (tanh and gelu: ~60 ms a layer of bivariate quadrature, ~25 s in all).
         for c0 in [0.0, 0.5, 0.9, 0.99] {
-            let d = 50;
-            let mut net = mlp(act, 10, d, sw2, sb2);
-            net.input.batch = 2;
-            net.input.correlation = c0;
-            let p = predict(
-                &net,
-                &MfOptions {
-                    correlation: true,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
-            // Independent iteration: x-level (q_x, c_x) -> pre-activation (q, c) -> output.
-            let (mut qx, mut cx) = (1.0, c0);
-            for l in 1..=d {
-                let q = sw2 * qx + sb2;
-                let c = (sw2 * qx * cx + sb2) / q;
-                let (s, cr) = kernel(act, q, c, &gh);
-                qx = s;
-                cx = cr / s;
-                let got = p.layers[l].c.unwrap();
-                assert!(
-                    (got - cx).abs() <= 1e-10,
-                    "{act} c0={c0} l={l}: library {got} independent {cx}"
-                );
-            }
+            assert_map_matches_independent_iteration(act, sw2, sb2, 50, c0, &gh);
         }
     }
 }
@@ -534,30 +546,7 @@ fn chaotic_tanh_with_a_bias_matches_independent_kernels() {
     let gh = trapezoid(1.0 / 12.0);
     for (sw2, sb2, d) in [(2.5, 0.02, 400), (8.0, 0.1, 100)] {
         for c0 in [0.0, 0.9] {
-            let mut net = mlp(Nonlinearity::Tanh, 10, d, sw2, sb2);
-            net.input.batch = 2;
-            net.input.correlation = c0;
-            let p = predict(
-                &net,
-                &MfOptions {
-                    correlation: true,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
-            let (mut qx, mut cx) = (1.0, c0);
-            for l in 1..=d {
-                let q = sw2 * qx + sb2;
-                let c = (sw2 * qx * cx + sb2) / q;
-                let (s, cr) = kernel(Nonlinearity::Tanh, q, c, &gh);
-                qx = s;
-                cx = cr / s;
-                let got = p.layers[l].c.unwrap();
-                assert!(
-                    (got - cx).abs() <= 1e-10,
-                    "sw2={sw2} c0={c0} l={l}: library {got} independent {cx}"
-                );
-            }
+            assert_map_matches_independent_iteration(Nonlinearity::Tanh, sw2, sb2, d, c0, &gh);
         }
     }
 }

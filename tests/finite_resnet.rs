@@ -2,8 +2,9 @@
 //! relu, f_b = f_{b-1} + alpha relu(W2 relu(W1 f_{b-1})), against the Monte Carlo engine with exact
 //! Jacobians. Seeds are fixed; false-alarm rates are stated per test.
 
+mod common;
+
 use gradscale::arch::Network;
-use gradscale::montecarlo::{simulate, Estimator, McOptions};
 use gradscale::stats::z_for_false_alarm;
 use gradscale::theory::radial::{predict_radial_with, RadialLaw, RadialOptions};
 
@@ -20,17 +21,7 @@ fn law(nw: &Network, seed: u64) -> RadialLaw {
     predict_radial_with(nw, &RadialOptions { draws: 2000, seed }).expect("relu-ended resnet")
 }
 
-fn mc(nw: &Network, samples: usize, seed: u64) -> gradscale::montecarlo::Measurement {
-    simulate(
-        nw,
-        &McOptions {
-            samples,
-            seed,
-            estimator: Estimator::Exact,
-        },
-    )
-    .unwrap()
-}
+use common::simulate_exact as mc;
 
 /// Bias bound of the sampled chain at alpha = 1, width 100, up to 50 blocks: the error of its two-mass
 /// closure (the bulk Gram taken isotropic, ||J||_F^2 at its conditional mean), measured apart from any

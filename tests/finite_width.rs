@@ -3,6 +3,8 @@
 //! False-alarm rates are stated per test; seeds are fixed. The theory side's own sampling error (exact route)
 //! is included in the combined standard error.
 
+mod common;
+
 use gradscale::arch::Network;
 use gradscale::montecarlo::{simulate, Estimator, McOptions};
 use gradscale::stats::z_for_false_alarm;
@@ -181,17 +183,7 @@ fn exact_opts(spectra: usize, seed: u64) -> FiniteOptions {
     }
 }
 
-fn mc(nw: &Network, samples: usize, seed: u64) -> gradscale::montecarlo::Measurement {
-    simulate(
-        nw,
-        &McOptions {
-            samples,
-            seed,
-            estimator: Estimator::Exact,
-        },
-    )
-    .unwrap()
-}
+use common::simulate_exact as mc;
 
 /// E[GSC^-2] = 1 exactly for bias-free relu and linear nets at any widths (theory/finite-width.md §2): a
 /// sharp check of the reduced-product sampler alone. GSC^-2 has mean 1 and a finite variance, so the

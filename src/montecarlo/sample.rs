@@ -472,7 +472,7 @@ fn family(
     params: &NetParams,
     trace: &Trace,
     estimator: Estimator,
-    start: Vec<DMatrix<f64>>,
+    mut start: Vec<DMatrix<f64>>,
     reverse: bool,
     panel_doubles: usize,
 ) -> (Vec<f64>, Vec<f64>) {
@@ -494,8 +494,9 @@ fn family(
     let first = if reverse { depth } else { 0 };
     for c0 in (0..cols).step_by(width) {
         let w = width.min(cols - c0);
+        // One panel spanning every column: the loop runs once, so the start blocks are moved, not copied.
         let mut x: Vec<DMatrix<f64>> = if w == cols {
-            start.clone()
+            std::mem::take(&mut start)
         } else {
             start
                 .iter()

@@ -70,3 +70,20 @@ pub fn assert_schema(command: &str, json: &str) -> serde_json::Value {
     assert_eq!(v["schema"], format!("gradscale.{command}/1"));
     v
 }
+
+/// One exact-Jacobian Monte Carlo run: `samples` networks from `seed`.
+pub fn simulate_exact(
+    net: &Network,
+    samples: usize,
+    seed: u64,
+) -> gradscale::montecarlo::Measurement {
+    gradscale::montecarlo::simulate(
+        net,
+        &gradscale::montecarlo::McOptions {
+            samples,
+            seed,
+            estimator: gradscale::montecarlo::Estimator::Exact,
+        },
+    )
+    .unwrap()
+}
