@@ -8,14 +8,7 @@ use gradscale::arch::Network;
 use gradscale::stats::z_for_false_alarm;
 use gradscale::theory::radial::{predict_radial_with, RadialLaw, RadialOptions};
 
-fn relu_ended_resnet(width: usize, blocks: usize, alpha: f64) -> Network {
-    let text = format!(
-        "[input]\nwidth = {width}\n[[layers]]\nrepeat = {blocks}\nops = [{{ residual = {{ alpha = {alpha}, branch = [\
-         {{ dense = {{ width = {width}, sigma_w2 = 2.0 }} }}, {{ act = \"relu\" }}, \
-         {{ dense = {{ width = {width}, sigma_w2 = 2.0 }} }}, {{ act = \"relu\" }}] }} }}]\n"
-    );
-    gradscale::arch::from_toml_str(&text, "relu-ended.toml").unwrap()
-}
+use common::relu_ended_resnet;
 
 fn law(nw: &Network, seed: u64) -> RadialLaw {
     predict_radial_with(nw, &RadialOptions { draws: 2000, seed }).expect("relu-ended resnet")
@@ -182,4 +175,14 @@ fn sampled_radial_chain_survives_dead_branches() {
         "{:?}",
         law.sampled
     );
+}
+
+/// The builder is the network a user writes in an architecture file (theory/architecture-files.md).
+#[test]
+fn relu_ended_resnet_builder_is_the_architecture_file_network() {
+    let text = "[input]\nwidth = 100\n[[layers]]\nrepeat = 10\nops = [{ residual = { alpha = 0.5, branch = [\
+        { dense = { width = 100, sigma_w2 = 2.0 } }, { act = \"relu\" }, \
+        { dense = { width = 100, sigma_w2 = 2.0 } }, { act = \"relu\" }] } }]\n";
+    let from_file = gradscale::arch::from_toml_str(text, "relu-ended.toml").unwrap();
+    assert_eq!(from_file, relu_ended_resnet(100, 10, 0.5));
 }

@@ -757,14 +757,7 @@ fn chain_table() {
     }
 }
 
-fn relu_ended_resnet(width: usize, blocks: usize, alpha: f64) -> Network {
-    let text = format!(
-        "[input]\nwidth = {width}\n[[layers]]\nrepeat = {blocks}\nops = [{{ residual = {{ alpha = {alpha}, branch = [\
-         {{ dense = {{ width = {width}, sigma_w2 = 2.0 }} }}, {{ act = \"relu\" }}, \
-         {{ dense = {{ width = {width}, sigma_w2 = 2.0 }} }}, {{ act = \"relu\" }}] }} }}]\n"
-    );
-    gradscale::arch::from_toml_str(&text, "relu-ended.toml").unwrap()
-}
+use common::relu_ended_resnet;
 
 /// The radial-bulk chain (theory/finite-width.md section 9) for ResNets whose branch ends in a relu,
 /// against the Monte Carlo engine with exact Jacobians at width 100, alpha = 1, 10 / 20 / 50 blocks. The

@@ -87,3 +87,15 @@ pub fn simulate_exact(
     )
     .unwrap()
 }
+
+/// f_b = f_{b-1} + alpha relu(W2 relu(W1 f_{b-1})), He weights (sigma^2 = 2), no biases: the ResNet whose
+/// branch ends in a relu (theory/finite-width.md section 9).
+pub fn relu_ended_resnet(width: usize, blocks: usize, alpha: f64) -> Network {
+    let branch = vec![
+        Op::dense(width, 2.0, 0.0),
+        Op::Act(Nonlinearity::Relu),
+        Op::dense(width, 2.0, 0.0),
+        Op::Act(Nonlinearity::Relu),
+    ];
+    Network::stack(width, 1, blocks, vec![Op::residual(alpha, branch)])
+}
