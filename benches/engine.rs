@@ -30,6 +30,18 @@ fn products(c: &mut Criterion) {
     });
 }
 
+/// One width-100 layer's weights: theory/cost.md compares the time per normal with the products'.
+fn normals(c: &mut Criterion) {
+    let mut w = vec![0.0; 10_000];
+    let mut seed = 0;
+    c.bench_function("fill_normal 10^4", |b| {
+        b.iter(|| {
+            seed += 1;
+            montecarlo::fill_normal(&mut w, seed, 1.0)
+        })
+    });
+}
+
 fn engines(c: &mut Criterion) {
     let net = tanh_mlp(100, 50);
     let opts = McOptions {
@@ -83,6 +95,6 @@ fn finite_chain(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10);
-    targets = products, engines, finite_chain
+    targets = products, normals, engines, finite_chain
 }
 criterion_main!(benches);
