@@ -448,8 +448,8 @@ fn unit_gamma(rel_var: f64, rng: &mut Xoshiro256PlusPlus) -> f64 {
 /// A Gamma(shape, 1) draw by Marsaglia and Tsang's method ("A simple method for generating gamma
 /// variables", ACM TOMS 26, 2000), with their squeeze u < 1 - 0.0331 x^4 that skips the logarithm in
 /// ~98% of draws, and Gamma(a) = Gamma(a + 1) U^{1/a} for a < 1. The same law as `rand_distr::Gamma`
-/// (which uses the same method) without its per-draw constructor: the shape changes with every state
-/// step, and building the sampler was a twentieth of the chain's time.
+/// (which uses the same method, with the same calls on the stream) without its per-draw constructor:
+/// the shape changes with every state step, and building the sampler was a twentieth of the chain's time.
 fn gamma_unit_scale(shape: f64, rng: &mut Xoshiro256PlusPlus) -> f64 {
     let (a, boost) = if shape < 1.0 {
         let u: f64 = rng.sample(Open01);
