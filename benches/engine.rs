@@ -78,6 +78,8 @@ fn engines(c: &mut Criterion) {
 /// The finite-width chain law (theory/finite-width.md section 8) at depth 100: the target is
 /// 50 ms at any width. Cost per draw is O(depth) for ln GSC(L, 0) (tabulated unit sums from width 32, the
 /// unit loop below) plus O(depth^2) for the `CHAIN_EVERY_START` draws that carry every starting layer.
+/// The unit tables are cached per process, so iterations after the first measure the draws (the cold
+/// first call, tables included, is `gradscale predict --width W --depth 100`).
 fn finite_chain(c: &mut Criterion) {
     use gradscale::theory::finite_width::{predict_finite, FiniteOptions};
     for (width, draws) in [(30, 2000), (100, 2000), (300, 2000), (3000, 2000)] {
