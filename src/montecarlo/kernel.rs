@@ -121,8 +121,9 @@ pub(crate) fn matmul_with(
     let scale = extra.row_scale.map(|s| &s[..m]);
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: chosen only when the CPU has AVX-512F and AVX-512VL (`isa`, or a test that checked it); the shapes
-        // were checked against the slices above, and the kernel reads and writes only inside them.
+        // SAFETY: chosen only when the CPU has AVX-512F and AVX-512VL (`isa`, or a test that checked
+        // it); the shapes were checked against the slices above, and the kernel reads and writes only
+        // inside them.
         Isa::Avx512 => unsafe {
             avx512::gemm(
                 m,
@@ -381,8 +382,8 @@ mod avx512 {
     }
 
     /// # Safety
-    /// The CPU has AVX-512F and AVX-512VL; `a` holds an m x k column-major matrix with stride lda, and `b`, `c` (checked
-    /// by the caller) hold k x n and m x n.
+    /// The CPU has AVX-512F and AVX-512VL; `a` holds an m x k column-major matrix with stride lda, and
+    /// `b`, `c` (checked by the caller) hold k x n and m x n.
     #[target_feature(enable = "avx512f,avx512vl")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn gemm(
