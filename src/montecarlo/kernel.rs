@@ -34,7 +34,9 @@ pub(crate) enum Isa {
 pub(crate) fn isa() -> Isa {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
             return Isa::Avx512;
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
@@ -119,8 +121,9 @@ pub(crate) fn matmul_with(
     let scale = extra.row_scale.map(|s| &s[..m]);
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: chosen only when the CPU has AVX-512F (`isa`, or a test that checked it); the shapes
-        // were checked against the slices above, and the kernel reads and writes only inside them.
+        // SAFETY: chosen only when the CPU has AVX-512F and AVX-512VL (`isa`, or a test that checked
+        // it); the shapes were checked against the slices above, and the kernel reads and writes only
+        // inside them.
         Isa::Avx512 => unsafe {
             avx512::gemm(
                 m,
@@ -254,11 +257,15 @@ mod avx512 {
     const NR: usize = 8;
 
     /// One register tile: C[0..mr, 0..NRC] = (first ? 0 : C) + A[0..mr, 0..kc] B[0..kc, 0..NRC], with
-    /// MV vectors of rows (the last one masked by `mask`).
-    #[target_feature(enable = "avx512f")]
+    /// MV 8-lane vectors of rows and, if H, a 4-lane tail. Without H the last 8-lane vector is masked by
+    /// `mask`; with H the MV vectors are full and the tail is masked by `mask`. A remainder of 1-4 rows
+    /// (100 = 4 x 24 + 4) runs on 256-bit FMAs: the same lane-wise fused chains (same bits), but where
+    /// 512-bit FMAs issue at half the 256-bit rate (AMD Zen 4) a masked 512-bit vector wastes half its
+    /// cycle on the empty lanes.
+    #[target_feature(enable = "avx512f,avx512vl")]
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile<const MV: usize, const NRC: usize>(
+    unsafe fn tile<const MV: usize, const H: bool, const NRC: usize>(
         kc: usize,
         a: *const f64,
         lda: usize,
@@ -270,12 +277,19 @@ mod avx512 {
         first: bool,
         scale: *const f64,
     ) {
+        // The mask of 8-lane vector v.
+        let zmask = |v: usize| if v + 1 == MV && !H { mask } else { 0xff };
         let mut acc = [[_mm512_setzero_pd(); MV]; NRC];
+        let mut acc_t = [_mm256_setzero_pd(); NRC];
         if !first {
             for (j, accj) in acc.iter_mut().enumerate() {
                 for (v, x) in accj.iter_mut().enumerate() {
-                    let mk = if v + 1 == MV { mask } else { 0xff };
-                    *x = _mm512_maskz_loadu_pd(mk, c.add(j * ldc + 8 * v));
+                    *x = _mm512_maskz_loadu_pd(zmask(v), c.add(j * ldc + 8 * v));
+                }
+            }
+            if H {
+                for (j, x) in acc_t.iter_mut().enumerate() {
+                    *x = _mm256_maskz_loadu_pd(mask, c.add(j * ldc + 8 * MV));
                 }
             }
         }
@@ -287,44 +301,62 @@ mod avx512 {
         for p in 0..kc {
             let mut av = [_mm512_setzero_pd(); MV];
             for (v, x) in av.iter_mut().enumerate() {
-                *x = if v + 1 == MV {
+                *x = if v + 1 == MV && !H {
                     _mm512_maskz_loadu_pd(mask, ap.add(8 * v))
                 } else {
                     _mm512_loadu_pd(ap.add(8 * v))
                 };
             }
+            let at = if H {
+                _mm256_maskz_loadu_pd(mask, ap.add(8 * MV))
+            } else {
+                _mm256_setzero_pd()
+            };
             for j in 0..NRC {
                 let bj = _mm512_set1_pd(*bp[j].add(p));
                 for v in 0..MV {
                     acc[j][v] = _mm512_fmadd_pd(av[v], bj, acc[j][v]);
                 }
+                if H {
+                    acc_t[j] = _mm256_fmadd_pd(at, _mm512_castpd512_pd256(bj), acc_t[j]);
+                }
             }
             ap = ap.add(lda);
         }
         let mut sv = [_mm512_setzero_pd(); MV];
+        let mut st = _mm256_setzero_pd();
         if !scale.is_null() {
             for (v, x) in sv.iter_mut().enumerate() {
-                let mk = if v + 1 == MV { mask } else { 0xff };
-                *x = _mm512_maskz_loadu_pd(mk, scale.add(8 * v));
+                *x = _mm512_maskz_loadu_pd(zmask(v), scale.add(8 * v));
+            }
+            if H {
+                st = _mm256_maskz_loadu_pd(mask, scale.add(8 * MV));
             }
         }
         for (j, accj) in acc.iter().enumerate() {
             for (v, x) in accj.iter().enumerate() {
-                let mk = if v + 1 == MV { mask } else { 0xff };
                 let y = if scale.is_null() {
                     *x
                 } else {
                     _mm512_mul_pd(*x, sv[v])
                 };
-                _mm512_mask_storeu_pd(c.add(j * ldc + 8 * v), mk, y);
+                _mm512_mask_storeu_pd(c.add(j * ldc + 8 * v), zmask(v), y);
+            }
+            if H {
+                let y = if scale.is_null() {
+                    acc_t[j]
+                } else {
+                    _mm256_mul_pd(acc_t[j], st)
+                };
+                _mm256_mask_storeu_pd(c.add(j * ldc + 8 * MV), mask, y);
             }
         }
     }
 
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,avx512vl")]
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile_rows<const MV: usize>(
+    unsafe fn tile_rows<const MV: usize, const H: bool>(
         nr: usize,
         kc: usize,
         a: *const f64,
@@ -338,21 +370,21 @@ mod avx512 {
         scale: *const f64,
     ) {
         match nr {
-            8 => tile::<MV, 8>(kc, a, lda, b, ldb, c, ldc, mask, first, scale),
-            7 => tile::<MV, 7>(kc, a, lda, b, ldb, c, ldc, mask, first, scale),
-            6 => tile::<MV, 6>(kc, a, lda, b, ldb, c, ldc, mask, first, scale),
-            5 => tile::<MV, 5>(kc, a, lda, b, ldb, c, ldc, mask, first, scale),
-            4 => tile::<MV, 4>(kc, a, lda, b, ldb, c, ldc, mask, first, scale),
-            3 => tile::<MV, 3>(kc, a, lda, b, ldb, c, ldc, mask, first, scale),
-            2 => tile::<MV, 2>(kc, a, lda, b, ldb, c, ldc, mask, first, scale),
-            _ => tile::<MV, 1>(kc, a, lda, b, ldb, c, ldc, mask, first, scale),
+            8 => tile::<MV, H, 8>(kc, a, lda, b, ldb, c, ldc, mask, first, scale),
+            7 => tile::<MV, H, 7>(kc, a, lda, b, ldb, c, ldc, mask, first, scale),
+            6 => tile::<MV, H, 6>(kc, a, lda, b, ldb, c, ldc, mask, first, scale),
+            5 => tile::<MV, H, 5>(kc, a, lda, b, ldb, c, ldc, mask, first, scale),
+            4 => tile::<MV, H, 4>(kc, a, lda, b, ldb, c, ldc, mask, first, scale),
+            3 => tile::<MV, H, 3>(kc, a, lda, b, ldb, c, ldc, mask, first, scale),
+            2 => tile::<MV, H, 2>(kc, a, lda, b, ldb, c, ldc, mask, first, scale),
+            _ => tile::<MV, H, 1>(kc, a, lda, b, ldb, c, ldc, mask, first, scale),
         }
     }
 
     /// # Safety
-    /// The CPU has AVX-512F; `a` holds an m x k column-major matrix with stride lda, and `b`, `c` (checked
-    /// by the caller) hold k x n and m x n.
-    #[target_feature(enable = "avx512f")]
+    /// The CPU has AVX-512F and AVX-512VL; `a` holds an m x k column-major matrix with stride lda, and
+    /// `b`, `c` (checked by the caller) hold k x n and m x n.
+    #[target_feature(enable = "avx512f,avx512vl")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn gemm(
         m: usize,
@@ -381,8 +413,15 @@ mod avx512 {
             let mut i0 = 0;
             while i0 < m {
                 let mr = MR.min(m - i0);
-                let mv = mr.div_ceil(8);
-                let mask: __mmask8 = (0xffu16 >> (8 * mv - mr)) as u8;
+                // A remainder of 1-4 rows is a 4-lane tail (H), of 5-7 rows a masked 8-lane vector.
+                let rem = mr % 8;
+                let half = (1..=4).contains(&rem);
+                let mv = if half { mr / 8 } else { mr.div_ceil(8) };
+                let mask: __mmask8 = if half {
+                    (1u8 << rem) - 1
+                } else {
+                    (0xffu16 >> (8 * mv - mr)) as u8
+                };
                 let at = a.add(i0 + p0 * lda);
                 let sc = match scale {
                     Some(s) if last => s.as_ptr().add(i0),
@@ -401,10 +440,25 @@ mod avx512 {
                             line += 1;
                         }
                     }
-                    match mv {
-                        3 => tile_rows::<3>(nr, kc, at, lda, bt, ldb, ct, ldc, mask, first, sc),
-                        2 => tile_rows::<2>(nr, kc, at, lda, bt, ldb, ct, ldc, mask, first, sc),
-                        _ => tile_rows::<1>(nr, kc, at, lda, bt, ldb, ct, ldc, mask, first, sc),
+                    match (mv, half) {
+                        (3, _) => tile_rows::<3, false>(
+                            nr, kc, at, lda, bt, ldb, ct, ldc, mask, first, sc,
+                        ),
+                        (2, false) => tile_rows::<2, false>(
+                            nr, kc, at, lda, bt, ldb, ct, ldc, mask, first, sc,
+                        ),
+                        (1, false) => tile_rows::<1, false>(
+                            nr, kc, at, lda, bt, ldb, ct, ldc, mask, first, sc,
+                        ),
+                        (2, true) => {
+                            tile_rows::<2, true>(nr, kc, at, lda, bt, ldb, ct, ldc, mask, first, sc)
+                        }
+                        (1, true) => {
+                            tile_rows::<1, true>(nr, kc, at, lda, bt, ldb, ct, ldc, mask, first, sc)
+                        }
+                        _ => {
+                            tile_rows::<0, true>(nr, kc, at, lda, bt, ldb, ct, ldc, mask, first, sc)
+                        }
                     }
                     j0 += nr;
                 }
@@ -453,7 +507,9 @@ mod tests {
         let mut v = vec![Isa::Portable];
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+            {
                 v.push(Isa::Avx512);
             }
             if std::arch::is_x86_feature_detected!("avx2")
@@ -467,12 +523,16 @@ mod tests {
 
     /// Every shape class (1, 7, 33, 100, 129 in each dimension, k beyond one KC block, padded leading
     /// dimensions) on every kernel this CPU runs: within 1e-13 relative of the naive loop (the sum of
-    /// |a||b| bounds the rounding), and bit-identical across kernels.
+    /// |a||b| bounds the rounding), and bit-identical across kernels. The rows also take 4, 14 and 20,
+    /// so that every AVX-512 row tile occurs: a masked 8-lane vector after 0, 1 or 2 full ones (7, 14, 129
+    /// = 5 x 24 + 9 is not one: 9 = 8 + 1), and a 4-lane tail after 0, 1 or 2 full ones (1, 4, 100; 33,
+    /// 129; 20). The tail's reload of C across KC blocks (k = 300) is what fails if the tail starts every
+    /// block from zero (`_mm256_setzero_pd()` for the reload: checked).
     #[test]
     fn kernels_match_the_naive_loop_and_each_other() {
         let sizes = [1, 7, 33, 100, 129];
         let mut seed = 0;
-        for &m in &sizes {
+        for &m in sizes.iter().chain(&[4, 14, 20]) {
             for &n in &sizes {
                 for &k in sizes.iter().chain([300].iter()) {
                     seed += 1;
