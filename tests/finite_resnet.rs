@@ -56,6 +56,27 @@ fn sampled_radial_chain_matches_relu_ended_resnets() {
     }
 }
 
+/// alpha = 0.2, 50 blocks, width 100: the case where the two-mass closure was 0.18 low (z = -39); the chain
+/// with the mean-direction coherence (section 9) gives -1.796 against the engine's -1.799 (0.005). No bias
+/// allowance (none measured for this closure): z(1e-4) combined se. Dropping the cross term 2 rho p_e C
+/// from R' in `draw_chain` gives -1.979 and fails here (z ~ -38).
+#[test]
+fn sampled_radial_chain_matches_at_small_alpha() {
+    let z = z_for_false_alarm(1e-4);
+    let nw = relu_ended_resnet(100, 50, 0.2);
+    let p = law(&nw, 31).sampled[0];
+    let got = &mc(&nw, 200, 32).layers[0].log_gsc_to_output;
+    let se = (got.stderr.powi(2) + p.mean_se.powi(2)).sqrt();
+    assert!(
+        (p.mean - got.mean).abs() < z * se,
+        "chain {:.4} +- {:.4}, measured {:.4} +- {:.4}",
+        p.mean,
+        p.mean_se,
+        got.mean,
+        got.stderr
+    );
+}
+
 /// The chain's per-block forward ratio and leak are sampled from the exact conditional laws, so at one
 /// block (where the closure is exact: the bulk Gram is the identity) the sampled chain's mean and sd must
 /// agree with the engine's at every alpha. 400 networks and 4000 draws; the sd comparison uses the
