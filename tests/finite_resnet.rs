@@ -57,9 +57,9 @@ fn sampled_radial_chain_matches_relu_ended_resnets() {
 }
 
 /// alpha = 0.2, 50 blocks, width 100: the case where the two-mass closure was 0.18 low (z = -39); the chain
-/// with the mean-direction coherence (section 9) gives -1.796 against the engine's -1.799 (0.005). No bias
+/// with the mean-direction coherence (section 9) gives -1.796 against the engine's -1.797 (0.005). No bias
 /// allowance (none measured for this closure): z(1e-4) combined se. Dropping the cross term 2 rho p_e C
-/// from R' in `draw_chain` gives -1.979 and fails here (z ~ -38).
+/// from R' in `draw_chain` gives -1.978 and fails here (checked: z ~ -35).
 #[test]
 fn sampled_radial_chain_matches_at_small_alpha() {
     let z = z_for_false_alarm(1e-4);
