@@ -162,16 +162,68 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// One block's random quantities for one sampled network: rho^2, the leak lambda and E[||J||_F^2 | forward].
+/// One block's random quantities for one sampled network, in the frame (v, e, rest) before the block and
+/// (v', e', rest') after it: v = f / ||f||, e = P_v 1 / ||P_v 1|| (the mean direction made orthogonal to v).
+/// p = J^T v' and q = J^T e' (theory/finite-width.md section 9, "The mean-direction closure").
 struct BlockDraw {
+    /// rho^2 = ||f'||^2 / ||f||^2 = <p, v>^2 (homogeneity; <q, v> = 0 exactly).
     rho2: f64,
-    lambda: f64,
+    /// <p, e> and <q, e>.
+    pe: f64,
+    qe: f64,
+    /// ||p||^2 - rho^2 - pe^2, ||q||^2 - qe^2 and <p, q> - pe qe: p and q outside span(v, e).
+    rpp: f64,
+    rqq: f64,
+    rpq: f64,
+    /// E[||J||_F^2 | forward].
     fro: f64,
 }
 
-/// One network's forward pass and per-block leak, sampled in O(n) per block (theory/finite-width.md
-/// section 9, "The sampled chain"). Given f, W1 = h1 f^T / ||f||^2 + G1 P_f with G1 independent of h1, so
-/// h1 = W1 f is i.i.d. N(0, s1 ||f||^2 / n) and W1 acting orthogonally to f is fresh; likewise W2 given a1.
+/// P_x 1 / ||P_x 1|| for a vector x (the mean direction orthogonal to x); zero if 1 is parallel to x.
+fn mean_direction(x: &[f64]) -> Vec<f64> {
+    let xx = dot(x, x);
+    let s: f64 = x.iter().sum();
+    let mut e: Vec<f64> = x.iter().map(|&xi| 1.0 - s * xi / xx).collect();
+    let ee = dot(&e, &e);
+    if ee > 1e-12 * x.len() as f64 {
+        let k = ee.sqrt().recip();
+        e.iter_mut().for_each(|ei| *ei *= k);
+    } else {
+        e.iter_mut().for_each(|ei| *ei = 0.0);
+    }
+    e
+}
+
+/// G^T t1, G^T t2 for a fresh n x n Gaussian G of entry variance var / n: coordinate-wise jointly Gaussian
+/// with covariance (var / n) [[|t1|^2, <t1, t2>], [<t1, t2>, |t2|^2]], independent across coordinates.
+fn gaussian_pair(
+    t1: &[f64],
+    t2: &[f64],
+    var: f64,
+    rng: &mut Xoshiro256PlusPlus,
+) -> (Vec<f64>, Vec<f64>) {
+    let n = t1.len() as f64;
+    let (a11, a12, a22) = (dot(t1, t1), dot(t1, t2), dot(t2, t2));
+    let l11 = a11.sqrt();
+    let l21 = if l11 > 0.0 { a12 / l11 } else { 0.0 };
+    let l22 = (a22 - l21 * l21).max(0.0).sqrt();
+    let k = (var / n).sqrt();
+    let mut x = Vec::with_capacity(t1.len());
+    let mut y = Vec::with_capacity(t1.len());
+    for _ in 0..t1.len() {
+        let z1: f64 = rng.sample(StandardNormal);
+        let z2: f64 = rng.sample(StandardNormal);
+        x.push(k * l11 * z1);
+        y.push(k * (l21 * z1 + l22 * z2));
+    }
+    (x, y)
+}
+
+/// One network's forward pass and per-block transposed Jacobian on v' and e', sampled in O(n) per block
+/// (theory/finite-width.md section 9, "The sampled chain"). Given f, W1 = h1 f^T / ||f||^2 + G1 P_f with G1
+/// independent of h1, so h1 = W1 f is i.i.d. N(0, s1 ||f||^2 / n) and W1 acting orthogonally to f is fresh;
+/// likewise W2 given a1. E^T t = v <g, t> / ||f|| + P_f G1^T y_t, y_t = D1 (w <g, t> / ||a1|| + P_w G2^T D2 t)
+/// for E = D2 W2 D1 W1, so J^T t = t + alpha E^T t is drawn jointly for t = v' and t = e'.
 fn draw_network(blocks: &[ReluBlock], rng: &mut Xoshiro256PlusPlus) -> Vec<BlockDraw> {
     let n = blocks[0].width;
     let nf64 = n as f64;
@@ -181,6 +233,7 @@ fn draw_network(blocks: &[ReluBlock], rng: &mut Xoshiro256PlusPlus) -> Vec<Block
             .collect()
     };
     let mut f = normal(n, 1.0, rng);
+    let mut e = mean_direction(&f);
     let mut out = Vec::with_capacity(blocks.len());
     for b in blocks {
         let (a, s1, s2) = (b.alpha, b.sigma1_w2, b.sigma2_w2);
@@ -190,10 +243,14 @@ fn draw_network(blocks: &[ReluBlock], rng: &mut Xoshiro256PlusPlus) -> Vec<Block
         let aa = dot(&a1, &a1);
         if aa == 0.0 {
             // Every unit of the first relu off (probability 2^-n): the branch and its Jacobian vanish and
-            // the block is exactly the identity.
+            // the block is exactly the identity (v' = v, e' = e).
             out.push(BlockDraw {
                 rho2: 1.0,
-                lambda: 0.0,
+                pe: 0.0,
+                qe: 1.0,
+                rpp: 0.0,
+                rqq: 0.0,
+                rpq: 0.0,
                 fro: nf64,
             });
             continue;
@@ -205,34 +262,43 @@ fn draw_network(blocks: &[ReluBlock], rng: &mut Xoshiro256PlusPlus) -> Vec<Block
         let f1: Vec<f64> = f.iter().zip(&g).map(|(x, y)| x + a * y).collect();
         let ff1 = dot(&f1, &f1);
         let gg = dot(&g, &g);
-        // Leak: P_f J^T u = a P_f g / ||f'|| + a P_f G1^T y, y = w c / ||a1|| + D1 P_w G2^T D2 u, with
-        // u = f' / ||f'||, w = a1 / ||a1||, c = <g, u>; G2^T D2 u and G1^T y are fresh Gaussian vectors.
+        let nf = ff.sqrt();
         let nf1 = ff1.sqrt();
-        let c = dot(&g, &f1) / nf1;
-        let d2u: f64 = h2
-            .iter()
-            .zip(&f1)
-            .filter(|(&h, _)| h > 0.0)
-            .map(|(_, &x)| x * x)
-            .sum::<f64>()
-            / ff1;
-        let mut y = normal(n, (s2 * d2u / nf64).sqrt(), rng);
-        let wy = dot(&a1, &y) / aa;
-        for ((yi, &ai), &hi) in y.iter_mut().zip(&a1).zip(&h1) {
-            *yi = if hi > 0.0 {
-                *yi - wy * ai + ai * c / aa
-            } else {
-                0.0
-            };
+        let u: Vec<f64> = f1.iter().map(|x| x / nf1).collect();
+        let e1 = mean_direction(&f1);
+        let mask2 = |t: &[f64]| -> Vec<f64> {
+            t.iter()
+                .zip(&h2)
+                .map(|(&x, &h)| if h > 0.0 { x } else { 0.0 })
+                .collect()
+        };
+        let (gu, ge) = (dot(&g, &u), dot(&g, &e1));
+        let (mut yu, mut ye) = gaussian_pair(&mask2(&u), &mask2(&e1), s2, rng);
+        for (y, c) in [(&mut yu, gu), (&mut ye, ge)] {
+            let wy = dot(&a1, y) / aa;
+            for ((yi, &ai), &hi) in y.iter_mut().zip(&a1).zip(&h1) {
+                *yi = if hi > 0.0 {
+                    *yi - wy * ai + ai * c / aa
+                } else {
+                    0.0
+                };
+            }
         }
-        let yy = dot(&y, &y);
-        let mut z = normal(n, (s1 * yy / nf64).sqrt(), rng);
-        for (zi, &gi) in z.iter_mut().zip(&g) {
-            *zi += gi / nf1;
-        }
-        let zf = dot(&z, &f) / ff;
-        let lambda = a * a * (dot(&z, &z) - zf * zf * ff);
+        let (zu, ze) = gaussian_pair(&yu, &ye, s1, rng);
+        // p = J^T u, q = J^T e' with E^T t = v <g, t> / ||f|| + P_f G1^T y_t.
+        let transpose = |t: &[f64], gt: f64, z: &[f64]| -> Vec<f64> {
+            let zf = dot(z, &f) / ff;
+            t.iter()
+                .zip(z)
+                .zip(&f)
+                .map(|((&ti, &zi), &fi)| ti + a * (fi * gt / (nf * nf) + zi - zf * fi))
+                .collect()
+        };
+        let p = transpose(&u, gu, &zu);
+        let q = transpose(&e1, ge, &ze);
         let rho2 = ff1 / ff;
+        let (pe, qe) = (dot(&p, &e), dot(&q, &e));
+        let lambda = (dot(&p, &p) - rho2).max(0.0);
         // E[||J||_F^2 | forward] - rho^2: the identity's n - 1 bulk directions plus the two random parts of
         // D2 W2 D1 W1 restricted to P_f (the rank-one g (G1^T w)^T / ||a1|| and D2 G2 P_w D1 G1 P_f).
         let fro = rho2
@@ -242,32 +308,52 @@ fn draw_network(blocks: &[ReluBlock], rng: &mut Xoshiro256PlusPlus) -> Vec<Block
         // the drawn lambda at tiny widths (at n = 100 lambda ~ 3 against ~ 2 n), which would make the
         // bulk mass negative.
         let fro = fro.max(rho2 + lambda);
-        out.push(BlockDraw { rho2, lambda, fro });
+        out.push(BlockDraw {
+            rho2,
+            pe,
+            qe,
+            rpp: (lambda - pe * pe).max(0.0),
+            rqq: (dot(&q, &q) - qe * qe).max(0.0),
+            rpq: dot(&p, &q) - pe * qe,
+            fro,
+        });
         // Homogeneity: only f's direction matters; keep it O(1).
         let scale = (nf64 / ff1).sqrt();
         f = f1.iter().map(|x| x * scale).collect();
+        e = e1;
     }
     out
 }
 
-/// ln GSC(L, l) for l = 0..L of one sampled network from the two masses (entry L is 0).
+/// ln GSC(L, l) for l = 0..L of one sampled network (entry L is 0). The Gram K = P P^T of the Jacobian P
+/// from f_l is carried as R = v^T K v, E = e^T K e, C = v^T K e and an isotropic rest beta on the n - 2
+/// directions orthogonal to v and e; K_l = I. Per block K' = J K J^T, read off on v' and e'.
 fn draw_chain(n: f64, draws: &[BlockDraw]) -> Vec<f64> {
     let depth = draws.len();
     (0..=depth)
         .map(|start| {
-            let (mut radial, mut bulk) = (1.0, n - 1.0);
+            let (mut r, mut c, mut e, mut beta) = (1.0, 0.0, 1.0, 1.0);
             let (mut log_scale, mut log_fwd) = (0.0, 0.0);
             for d in &draws[start..] {
-                let leak = d.lambda * bulk / (n - 1.0);
-                bulk *= (d.fro - d.rho2 - d.lambda) / (n - 1.0);
-                radial = d.rho2 * radial + leak;
+                let rho = d.rho2.sqrt();
+                // A unit direction orthogonal to v gains (||J||_F^2 - rho^2) / (n - 1) in mean square.
+                let gain_e = (d.fro - d.rho2) / (n - 1.0);
+                let trace =
+                    beta * d.fro + (r - beta) * d.rho2 + (e - beta) * gain_e + 2.0 * c * rho * d.pe;
+                let r1 = r * d.rho2 + e * d.pe * d.pe + 2.0 * c * rho * d.pe + beta * d.rpp;
+                let c1 = e * d.pe * d.qe + c * rho * d.qe + beta * d.rpq;
+                let e1 = e * d.qe * d.qe + beta * d.rqq;
+                let rest = (trace - r1 - e1).max(0.0);
+                let beta1 = if n > 2.0 { rest / (n - 2.0) } else { 0.0 };
+                let t = r1 + e1 + (n - 2.0) * beta1;
                 log_fwd += d.rho2.ln();
-                let t = radial + bulk;
-                radial /= t;
-                bulk /= t;
                 log_scale += t.ln();
+                r = r1 / t;
+                c = c1 / t;
+                e = e1 / t;
+                beta = beta1 / t;
             }
-            0.5 * (log_scale + (radial + bulk).ln() - n.ln() - log_fwd)
+            0.5 * (log_scale + (r + e + (n - 2.0) * beta).ln() - n.ln() - log_fwd)
         })
         .collect()
 }
