@@ -10,8 +10,11 @@
 //! closed form does. The chain below carries the two masses, radial and bulk, through the blocks with
 //! one-step moments from Gaussian expectations (Stein's lemma for the coherent parts). That deterministic
 //! chain misses the width-n mean by up to 0.05 because the forward ratio rho^2 is random at width n and the
-//! leak enters through the convex 1 / rho^2; the sampled chain (`predict_radial_with`) draws each network's
-//! forward pass and leak exactly in O(n) per block and is the law `predict` reports.
+//! leak enters through the convex 1 / rho^2. The sampled chain (`predict_radial_with`), the law `predict`
+//! reports, draws each network's forward pass and the Jacobian's projections on the new radial and mean
+//! directions exactly in O(n) per block, and carries the Gram of the Jacobian in the frame (radial
+//! direction, mean direction, rest): the two-mass split drops the radial-mean cross term, which at
+//! alpha < 1 doubles the leak (theory/finite-width.md section 9, "The mean-direction closure").
 //!
 //! This is gradscale's own derivation, not a result of the seed paper; its measured error is in the note.
 
