@@ -331,32 +331,73 @@ fn draw_network(blocks: &[ReluBlock], rng: &mut Xoshiro256PlusPlus) -> Vec<Block
 /// ln GSC(L, l) for l = 0..L of one sampled network (entry L is 0). The Gram K = P P^T of the Jacobian P
 /// from f_l is carried as R = v^T K v, E = e^T K e, C = v^T K e and an isotropic rest beta on the n - 2
 /// directions orthogonal to v and e; K_l = I. Per block K' = J K J^T, read off on v' and e'.
+///
+/// Every start needs its own pass (the clip of the rest at 0 makes the map nonlinear), so this is
+/// O(L^2) per draw; the per-step cost is kept to a dozen multiply-adds: the per-block coefficients are
+/// formed once, the map is homogeneous of degree 1 in (R, C, E, beta) so the state is rescaled (one ln)
+/// only when it leaves [1e-150, 1e150] instead of every block, and sum ln rho^2 over blocks start..L is
+/// one suffix sum shared by all starts.
 fn draw_chain(n: f64, draws: &[BlockDraw]) -> Vec<f64> {
     let depth = draws.len();
+    // Coefficients of block k's linear map on (r, c, e, beta) [trace row, then r1, c1, e1 rows].
+    struct Coef {
+        rho2: f64,
+        fro: f64,
+        gain_e: f64,
+        cross: f64,
+        pe2: f64,
+        rpp: f64,
+        peqe: f64,
+        rhoqe: f64,
+        rpq: f64,
+        qe2: f64,
+        rqq: f64,
+    }
+    let coefs: Vec<Coef> = draws
+        .iter()
+        .map(|d| {
+            let rho = d.rho2.sqrt();
+            Coef {
+                rho2: d.rho2,
+                fro: d.fro,
+                // A unit direction orthogonal to v gains (||J||_F^2 - rho^2) / (n - 1) in mean square.
+                gain_e: (d.fro - d.rho2) / (n - 1.0),
+                cross: 2.0 * rho * d.pe,
+                pe2: d.pe * d.pe,
+                rpp: d.rpp,
+                peqe: d.pe * d.qe,
+                rhoqe: rho * d.qe,
+                rpq: d.rpq,
+                qe2: d.qe * d.qe,
+                rqq: d.rqq,
+            }
+        })
+        .collect();
+    let mut log_fwd = vec![0.0; depth + 1];
+    for k in (0..depth).rev() {
+        log_fwd[k] = log_fwd[k + 1] + draws[k].rho2.ln();
+    }
+    let inv_rest = if n > 2.0 { (n - 2.0).recip() } else { 0.0 };
     (0..=depth)
         .map(|start| {
             let (mut r, mut c, mut e, mut beta) = (1.0, 0.0, 1.0, 1.0);
-            let (mut log_scale, mut log_fwd) = (0.0, 0.0);
-            for d in &draws[start..] {
-                let rho = d.rho2.sqrt();
-                // A unit direction orthogonal to v gains (||J||_F^2 - rho^2) / (n - 1) in mean square.
-                let gain_e = (d.fro - d.rho2) / (n - 1.0);
+            let mut log_scale = 0.0;
+            for k in &coefs[start..] {
                 let trace =
-                    beta * d.fro + (r - beta) * d.rho2 + (e - beta) * gain_e + 2.0 * c * rho * d.pe;
-                let r1 = r * d.rho2 + e * d.pe * d.pe + 2.0 * c * rho * d.pe + beta * d.rpp;
-                let c1 = e * d.pe * d.qe + c * rho * d.qe + beta * d.rpq;
-                let e1 = e * d.qe * d.qe + beta * d.rqq;
-                let rest = (trace - r1 - e1).max(0.0);
-                let beta1 = if n > 2.0 { rest / (n - 2.0) } else { 0.0 };
-                let t = r1 + e1 + (n - 2.0) * beta1;
-                log_fwd += d.rho2.ln();
-                log_scale += t.ln();
-                r = r1 / t;
-                c = c1 / t;
-                e = e1 / t;
-                beta = beta1 / t;
+                    beta * k.fro + (r - beta) * k.rho2 + (e - beta) * k.gain_e + c * k.cross;
+                let r1 = r * k.rho2 + e * k.pe2 + c * k.cross + beta * k.rpp;
+                let c1 = e * k.peqe + c * k.rhoqe + beta * k.rpq;
+                let e1 = e * k.qe2 + beta * k.rqq;
+                let beta1 = (trace - r1 - e1).max(0.0) * inv_rest;
+                (r, c, e, beta) = (r1, c1, e1, beta1);
+                let t = r + e + (n - 2.0) * beta;
+                if !(1e-150..=1e150).contains(&t) {
+                    log_scale += t.ln();
+                    let k = t.recip();
+                    (r, c, e, beta) = (r * k, c * k, e * k, beta * k);
+                }
             }
-            0.5 * (log_scale + (r + e + (n - 2.0) * beta).ln() - n.ln() - log_fwd)
+            0.5 * (log_scale + (r + e + (n - 2.0) * beta).ln() - n.ln() - log_fwd[start])
         })
         .collect()
 }
