@@ -19,9 +19,9 @@
 //! This is gradscale's own derivation, not a result of the seed paper; its measured error is in the note.
 
 use crate::arch::{Network, Op, Skip};
+use crate::montecarlo::fill_normal;
 use crate::nonlin::Nonlinearity;
-use rand::{Rng, SeedableRng};
-use rand_distr::StandardNormal;
+use rand::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
 use std::f64::consts::PI;
@@ -161,8 +161,23 @@ fn draw_rng(seed: u64, index: u64) -> Xoshiro256PlusPlus {
     Xoshiro256PlusPlus::seed_from_u64(z ^ (z >> 31))
 }
 
+/// Four interleaved partial sums: a single running sum is one serial chain of FP-add latency, which
+/// bounded the whole sampled chain (the vectors are only n long and there are ~10 per block).
 fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    let mut acc = [0.0; 4];
+    for (x, y) in ca.zip(cb) {
+        for j in 0..4 {
+            acc[j] += x[j] * y[j];
+        }
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
 /// One block's random quantities for one sampled network, in the frame (v, e, rest) before the block and
@@ -182,44 +197,45 @@ struct BlockDraw {
     fro: f64,
 }
 
-/// P_x 1 / ||P_x 1|| for a vector x (the mean direction orthogonal to x); zero if 1 is parallel to x.
-fn mean_direction(x: &[f64]) -> Vec<f64> {
+/// Writes P_x 1 / ||P_x 1|| (the mean direction orthogonal to x) into `e`; zero if 1 is parallel to x.
+fn mean_direction(x: &[f64], e: &mut [f64]) {
     let xx = dot(x, x);
     let s: f64 = x.iter().sum();
-    let mut e: Vec<f64> = x.iter().map(|&xi| 1.0 - s * xi / xx).collect();
-    let ee = dot(&e, &e);
-    if ee > 1e-12 * x.len() as f64 {
-        let k = ee.sqrt().recip();
-        e.iter_mut().for_each(|ei| *ei *= k);
-    } else {
-        e.iter_mut().for_each(|ei| *ei = 0.0);
+    let k = s / xx;
+    let mut ee = 0.0;
+    for (ei, &xi) in e.iter_mut().zip(x) {
+        *ei = 1.0 - k * xi;
+        ee += *ei * *ei;
     }
-    e
+    let k = if ee > 1e-12 * x.len() as f64 {
+        ee.sqrt().recip()
+    } else {
+        0.0
+    };
+    e.iter_mut().for_each(|ei| *ei *= k);
 }
 
 /// G^T t1, G^T t2 for a fresh n x n Gaussian G of entry variance var / n: coordinate-wise jointly Gaussian
 /// with covariance (var / n) [[|t1|^2, <t1, t2>], [<t1, t2>, |t2|^2]], independent across coordinates.
+/// `a` = (|t1|^2, <t1, t2>, |t2|^2); z1, z2 are independent standard normals, one per coordinate.
 fn gaussian_pair(
-    t1: &[f64],
-    t2: &[f64],
+    a: (f64, f64, f64),
     var: f64,
-    rng: &mut Xoshiro256PlusPlus,
-) -> (Vec<f64>, Vec<f64>) {
-    let n = t1.len() as f64;
-    let (a11, a12, a22) = (dot(t1, t1), dot(t1, t2), dot(t2, t2));
+    z1: &[f64],
+    z2: &[f64],
+    x: &mut [f64],
+    y: &mut [f64],
+) {
+    let (a11, a12, a22) = a;
     let l11 = a11.sqrt();
     let l21 = if l11 > 0.0 { a12 / l11 } else { 0.0 };
     let l22 = (a22 - l21 * l21).max(0.0).sqrt();
-    let k = (var / n).sqrt();
-    let mut x = Vec::with_capacity(t1.len());
-    let mut y = Vec::with_capacity(t1.len());
-    for _ in 0..t1.len() {
-        let z1: f64 = rng.sample(StandardNormal);
-        let z2: f64 = rng.sample(StandardNormal);
-        x.push(k * l11 * z1);
-        y.push(k * (l21 * z1 + l22 * z2));
+    let k = (var / x.len() as f64).sqrt();
+    let (c11, c21, c22) = (k * l11, k * l21, k * l22);
+    for (((xi, yi), &u), &w) in x.iter_mut().zip(y.iter_mut()).zip(z1).zip(z2) {
+        *xi = c11 * u;
+        *yi = c21 * u + c22 * w;
     }
-    (x, y)
 }
 
 /// One network's forward pass and per-block transposed Jacobian on v' and e', sampled in O(n) per block
@@ -227,23 +243,36 @@ fn gaussian_pair(
 /// independent of h1, so h1 = W1 f is i.i.d. N(0, s1 ||f||^2 / n) and W1 acting orthogonally to f is fresh;
 /// likewise W2 given a1. E^T t = v <g, t> / ||f|| + P_f G1^T y_t, y_t = D1 (w <g, t> / ||a1|| + P_w G2^T D2 t)
 /// for E = D2 W2 D1 W1, so J^T t = t + alpha E^T t is drawn jointly for t = v' and t = e'.
+///
+/// A block's 6n standard normals come from one `fill_normal` call seeded by the draw's own generator (the
+/// vectorised block generator; per-element samples cost most of the chain), so a draw's numbers still
+/// depend only on (seed, draw index).
 fn draw_network(blocks: &[ReluBlock], rng: &mut Xoshiro256PlusPlus) -> Vec<BlockDraw> {
     let n = blocks[0].width;
     let nf64 = n as f64;
-    let normal = |k: usize, sd: f64, rng: &mut Xoshiro256PlusPlus| -> Vec<f64> {
-        (0..k)
-            .map(|_| sd * rng.sample::<f64, _>(StandardNormal))
-            .collect()
-    };
-    let mut f = normal(n, 1.0, rng);
-    let mut e = mean_direction(&f);
+    let mut f = vec![0.0; n];
+    fill_normal(&mut f, rng.next_u64(), 1.0);
+    let mut e = vec![0.0; n];
+    mean_direction(&f, &mut e);
+    let mut z = vec![0.0; 6 * n];
+    let [mut h1, mut a1, mut h2, mut f1, mut e1, mut yu, mut ye, mut zu, mut ze] =
+        std::array::from_fn(|_| vec![0.0; n]);
     let mut out = Vec::with_capacity(blocks.len());
     for b in blocks {
         let (a, s1, s2) = (b.alpha, b.sigma1_w2, b.sigma2_w2);
+        fill_normal(&mut z, rng.next_u64(), 1.0);
+        let (z_h1, rest) = z.split_at(n);
+        let (z_h2, rest) = rest.split_at(n);
+        let (z_y, z_z) = rest.split_at(2 * n);
         let ff = dot(&f, &f);
-        let h1 = normal(n, (s1 * ff / nf64).sqrt(), rng);
-        let a1: Vec<f64> = h1.iter().map(|&x| x.max(0.0)).collect();
-        let aa = dot(&a1, &a1);
+        let sd1 = (s1 * ff / nf64).sqrt();
+        let (mut aa, mut d1) = (0.0, 0.0);
+        for ((h, ai), &zi) in h1.iter_mut().zip(a1.iter_mut()).zip(z_h1) {
+            *h = sd1 * zi;
+            *ai = h.max(0.0);
+            aa += *ai * *ai;
+            d1 += if *h > 0.0 { 1.0 } else { 0.0 };
+        }
         if aa == 0.0 {
             // Every unit of the first relu off (probability 2^-n): the branch and its Jacobian vanish and
             // the block is exactly the identity (v' = v, e' = e).
@@ -258,50 +287,68 @@ fn draw_network(blocks: &[ReluBlock], rng: &mut Xoshiro256PlusPlus) -> Vec<Block
             });
             continue;
         }
-        let h2 = normal(n, (s2 * aa / nf64).sqrt(), rng);
-        let g: Vec<f64> = h2.iter().map(|&x| x.max(0.0)).collect();
-        let d1 = h1.iter().filter(|&&x| x > 0.0).count() as f64;
-        let d2 = h2.iter().filter(|&&x| x > 0.0).count() as f64;
-        let f1: Vec<f64> = f.iter().zip(&g).map(|(x, y)| x + a * y).collect();
-        let ff1 = dot(&f1, &f1);
-        let gg = dot(&g, &g);
+        let sd2 = (s2 * aa / nf64).sqrt();
+        // g = relu(h2) is kept in h2's place: h2 > 0 exactly where g > 0.
+        let (mut gg, mut d2, mut ff1) = (0.0, 0.0, 0.0);
+        for ((g, fi1), (&zi, &fi)) in h2.iter_mut().zip(f1.iter_mut()).zip(z_h2.iter().zip(&f)) {
+            *g = (sd2 * zi).max(0.0);
+            gg += *g * *g;
+            d2 += if *g > 0.0 { 1.0 } else { 0.0 };
+            *fi1 = fi + a * *g;
+            ff1 += *fi1 * *fi1;
+        }
+        let g = &h2;
         let nf = ff.sqrt();
         let nf1 = ff1.sqrt();
-        let u: Vec<f64> = f1.iter().map(|x| x / nf1).collect();
-        let e1 = mean_direction(&f1);
-        let mask2 = |t: &[f64]| -> Vec<f64> {
-            t.iter()
-                .zip(&h2)
-                .map(|(&x, &h)| if h > 0.0 { x } else { 0.0 })
-                .collect()
-        };
-        let (gu, ge) = (dot(&g, &u), dot(&g, &e1));
-        let (mut yu, mut ye) = gaussian_pair(&mask2(&u), &mask2(&e1), s2, rng);
-        for (y, c) in [(&mut yu, gu), (&mut ye, ge)] {
-            let wy = dot(&a1, y) / aa;
-            for ((yi, &ai), &hi) in y.iter_mut().zip(&a1).zip(&h1) {
-                *yi = if hi > 0.0 {
-                    *yi - wy * ai + ai * c / aa
-                } else {
-                    0.0
-                };
+        mean_direction(&f1, &mut e1);
+        // u = f1 / ||f1|| is never stored: <x, u> = <x, f1> / ||f1||.
+        let (mut gf1, mut ge, mut muu, mut mue, mut mee) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for ((&gi, &fi1), &ei1) in g.iter().zip(&f1).zip(&e1) {
+            gf1 += gi * fi1;
+            ge += gi * ei1;
+            if gi > 0.0 {
+                muu += fi1 * fi1;
+                mue += fi1 * ei1;
+                mee += ei1 * ei1;
             }
         }
-        let (zu, ze) = gaussian_pair(&yu, &ye, s1, rng);
-        // p = J^T u, q = J^T e' with E^T t = v <g, t> / ||f|| + P_f G1^T y_t.
-        let transpose = |t: &[f64], gt: f64, z: &[f64]| -> Vec<f64> {
-            let zf = dot(z, &f) / ff;
-            t.iter()
-                .zip(z)
-                .zip(&f)
-                .map(|((&ti, &zi), &fi)| ti + a * (fi * gt / (nf * nf) + zi - zf * fi))
-                .collect()
-        };
-        let p = transpose(&u, gu, &zu);
-        let q = transpose(&e1, ge, &ze);
+        let gu = gf1 / nf1;
+        let (muu, mue) = (muu / ff1, mue / nf1);
+        let (z1, z2) = z_y.split_at(n);
+        gaussian_pair((muu, mue, mee), s2, z1, z2, &mut yu, &mut ye);
+        for (y, c) in [(&mut yu, gu), (&mut ye, ge)] {
+            let k = (c - dot(&a1, y)) / aa;
+            for ((yi, &ai), &hi) in y.iter_mut().zip(&a1).zip(&h1) {
+                *yi = if hi > 0.0 { *yi + k * ai } else { 0.0 };
+            }
+        }
+        let (z1, z2) = z_z.split_at(n);
+        gaussian_pair(
+            (dot(&yu, &yu), dot(&yu, &ye), dot(&ye, &ye)),
+            s1,
+            z1,
+            z2,
+            &mut zu,
+            &mut ze,
+        );
+        // p = J^T u, q = J^T e' with E^T t = v <g, t> / ||f|| + P_f G1^T y_t, never stored: only their
+        // inner products with e and each other are needed.
+        let (zfu, zfe) = (dot(&zu, &f) / ff, dot(&ze, &f) / ff);
+        let (cu, ce) = (gu / (nf * nf) - zfu, ge / (nf * nf) - zfe);
+        let inv_nf1 = nf1.recip();
+        let (mut pe, mut qe, mut pp, mut qq, mut pq) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for i in 0..n {
+            let fi = f[i];
+            let pi = f1[i] * inv_nf1 + a * (fi * cu + zu[i]);
+            let qi = e1[i] + a * (fi * ce + ze[i]);
+            pe += pi * e[i];
+            qe += qi * e[i];
+            pp += pi * pi;
+            qq += qi * qi;
+            pq += pi * qi;
+        }
         let rho2 = ff1 / ff;
-        let (pe, qe) = (dot(&p, &e), dot(&q, &e));
-        let lambda = (dot(&p, &p) - rho2).max(0.0);
+        let lambda = (pp - rho2).max(0.0);
         // E[||J||_F^2 | forward] - rho^2: the identity's n - 1 bulk directions plus the two random parts of
         // D2 W2 D1 W1 restricted to P_f (the rank-one g (G1^T w)^T / ||a1|| and D2 G2 P_w D1 G1 P_f).
         let fro = rho2
@@ -316,14 +363,16 @@ fn draw_network(blocks: &[ReluBlock], rng: &mut Xoshiro256PlusPlus) -> Vec<Block
             pe,
             qe,
             rpp: (lambda - pe * pe).max(0.0),
-            rqq: (dot(&q, &q) - qe * qe).max(0.0),
-            rpq: dot(&p, &q) - pe * qe,
+            rqq: (qq - qe * qe).max(0.0),
+            rpq: pq - pe * qe,
             fro,
         });
         // Homogeneity: only f's direction matters; keep it O(1).
         let scale = (nf64 / ff1).sqrt();
-        f = f1.iter().map(|x| x * scale).collect();
-        e = e1;
+        for (fi, &x) in f.iter_mut().zip(&f1) {
+            *fi = x * scale;
+        }
+        std::mem::swap(&mut e, &mut e1);
     }
     out
 }
@@ -378,26 +427,51 @@ fn draw_chain(n: f64, draws: &[BlockDraw]) -> Vec<f64> {
         log_fwd[k] = log_fwd[k + 1] + draws[k].rho2.ln();
     }
     let inv_rest = if n > 2.0 { (n - 2.0).recip() } else { 0.0 };
-    (0..=depth)
-        .map(|start| {
-            let (mut r, mut c, mut e, mut beta) = (1.0, 0.0, 1.0, 1.0);
-            let mut log_scale = 0.0;
-            for k in &coefs[start..] {
-                let trace =
-                    beta * k.fro + (r - beta) * k.rho2 + (e - beta) * k.gain_e + c * k.cross;
-                let r1 = r * k.rho2 + e * k.pe2 + c * k.cross + beta * k.rpp;
-                let c1 = e * k.peqe + c * k.rhoqe + beta * k.rpq;
-                let e1 = e * k.qe2 + beta * k.rqq;
-                let beta1 = (trace - r1 - e1).max(0.0) * inv_rest;
-                (r, c, e, beta) = (r1, c1, e1, beta1);
-                let t = r + e + (n - 2.0) * beta;
+    // All starts advance together, block by block (start s joins at block s): the starts are independent,
+    // so the inner loop has no carried dependency and pipelines/vectorises, and each start still sees
+    // exactly the operations of its own pass.
+    let (mut r, mut c, mut e, mut beta) = (
+        vec![1.0; depth + 1],
+        vec![0.0; depth + 1],
+        vec![1.0; depth + 1],
+        vec![1.0; depth + 1],
+    );
+    let mut log_scale = vec![0.0; depth + 1];
+    for (j, k) in coefs.iter().enumerate() {
+        let m = j + 1;
+        for (((r, c), e), beta) in r[..m]
+            .iter_mut()
+            .zip(&mut c[..m])
+            .zip(&mut e[..m])
+            .zip(&mut beta[..m])
+        {
+            let trace =
+                *beta * k.fro + (*r - *beta) * k.rho2 + (*e - *beta) * k.gain_e + *c * k.cross;
+            let r1 = *r * k.rho2 + *e * k.pe2 + *c * k.cross + *beta * k.rpp;
+            let c1 = *e * k.peqe + *c * k.rhoqe + *beta * k.rpq;
+            let e1 = *e * k.qe2 + *beta * k.rqq;
+            *beta = (trace - r1 - e1).max(0.0) * inv_rest;
+            (*r, *c, *e) = (r1, c1, e1);
+        }
+        let out_of_range = r[..m]
+            .iter()
+            .zip(&e[..m])
+            .zip(&beta[..m])
+            .any(|((&r, &e), &b)| !(1e-150..=1e150).contains(&(r + e + (n - 2.0) * b)));
+        if out_of_range {
+            for s in 0..m {
+                let t = r[s] + e[s] + (n - 2.0) * beta[s];
                 if !(1e-150..=1e150).contains(&t) {
-                    log_scale += t.ln();
+                    log_scale[s] += t.ln();
                     let k = t.recip();
-                    (r, c, e, beta) = (r * k, c * k, e * k, beta * k);
+                    (r[s], c[s], e[s], beta[s]) = (r[s] * k, c[s] * k, e[s] * k, beta[s] * k);
                 }
             }
-            0.5 * (log_scale + (r + e + (n - 2.0) * beta).ln() - n.ln() - log_fwd[start])
+        }
+    }
+    (0..=depth)
+        .map(|s| {
+            0.5 * (log_scale[s] + (r[s] + e[s] + (n - 2.0) * beta[s]).ln() - n.ln() - log_fwd[s])
         })
         .collect()
 }
