@@ -294,6 +294,9 @@ impl UnitTable {
             }
         }
         let mut l = [[0.0; 6]; 6];
+        // Reciprocal pivots (0 for a zero pivot): one division per column instead of one per entry,
+        // as divisions and square roots were most of this function's time (perf, issue 17).
+        let mut inv = [0.0; 6];
         for a in 0..6 {
             for b in 0..=a {
                 let mut sum = c[a][b];
@@ -301,18 +304,18 @@ impl UnitTable {
                     sum -= l[a][j] * l[b][j];
                 }
                 if a == b {
-                    l[a][a] = if sum > 1e-12 * c[a][a].abs().max(1e-300) {
-                        sum.sqrt()
-                    } else {
-                        0.0
-                    };
+                    if sum > 1e-12 * c[a][a].abs().max(1e-300) {
+                        l[a][a] = sum.sqrt();
+                        inv[a] = 1.0 / l[a][a];
+                    }
                 } else {
-                    l[a][b] = if l[b][b] > 0.0 { sum / l[b][b] } else { 0.0 };
+                    l[a][b] = sum * inv[b];
                 }
             }
         }
         let nf = n as f64;
         let sn = nf.sqrt();
+        let inv_6sn = 1.0 / (6.0 * sn);
         let mut xi = [0.0; 6];
         for v in xi.iter_mut() {
             *v = rng.sample(StandardNormal);
@@ -328,11 +331,10 @@ impl UnitTable {
             }
             let var = c[a][a];
             if var > 0.0 {
-                let sd = var.sqrt();
+                // sd gamma (y^2 - 1) / 6 with gamma = k3 / (var sd sn), y = e / sd: one division.
                 let k3 = m[27 + a] - 3.0 * m[a] * (var + m[a] * m[a]) + 2.0 * m[a].powi(3);
-                let gamma = k3 / (var * sd * sn);
-                let y = e / sd;
-                e += sd * gamma * (y * y - 1.0) / 6.0;
+                let inv_var = 1.0 / var;
+                e += k3 * inv_var * (e * e * inv_var - 1.0) * inv_6sn;
             }
             out[a] = nf * m[a] + sn * e;
         }
@@ -605,11 +607,16 @@ pub(crate) fn draw(
         let nf = n as f64;
         // 1 + V for this layer's gates, from the drawn units.
         let one_plus_v = nf * u.d4 / (u.d2 * u.d2);
+        // Per-layer constants of the state step, hoisted: the step is run O(L^2) times per draw.
+        let inv_np = 1.0 / np;
+        let two_d4_d2sq = 2.0 * one_plus_v / nf;
+        let inv_phi2 = 1.0 / u.phi2;
         for st in states.iter_mut() {
             let p = st.p.clamp(0.0, 1.0);
             // Effective rank of J J^T (>= 1): an off-path quadratic form g^T J J^T g with Gaussian g is a
-            // chi-square with that many degrees of freedom, in distribution to second order.
-            let rank = (np / st.spread).max(1.0);
+            // chi-square with that many degrees of freedom, in distribution to second order; its
+            // relative variance 2 / rank = 2 s / n' needs no division.
+            let two_over_rank = (2.0 * st.spread * inv_np).min(2.0);
             // ||J_m||_F^2 / ||J||_F^2: the input-path part (rows' components along f, which also set the
             // pre-activations: the same z's) plus the off-path part sum_i phi'_i^2 g_i^T K g_i (K = P M P)
             // and the zero-mean cross term 2 sum_i phi'_i^2 z_i g_i . P M e. Their variances,
@@ -618,10 +625,10 @@ pub(crate) fn draw(
             // without needing c (theory/finite-width.md section 8, "The off-path variance").
             let path = sig2 * p * u.d2z2;
             let off_mean = sig2 * (1.0 - p) * u.d2;
-            let mu2 = (st.spread / np).clamp(1.0 / np, 1.0);
+            let mu2 = (st.spread * inv_np).clamp(inv_np, 1.0);
             let off = if off_mean > 0.0 {
                 let k2 = (mu2 - p * p).max(0.0) / ((1.0 - p) * (1.0 - p));
-                off_mean * unit_gamma(2.0 * u.d4 * k2 / (u.d2 * u.d2), rng)
+                off_mean * unit_gamma(two_d4_d2sq * k2, rng)
             } else {
                 0.0
             };
@@ -634,11 +641,11 @@ pub(crate) fn draw(
             let num_path = sig2 * u.pdz * u.pdz * p;
             let num_off_mean = sig2 * (1.0 - p) * u.pd2;
             let num_off = if num_off_mean > 0.0 {
-                num_off_mean * unit_gamma(2.0 / rank, rng)
+                num_off_mean * unit_gamma(two_over_rank, rng)
             } else {
                 0.0
             };
-            st.p = ((num_path + num_off) / (u.phi2 * gain)).clamp(0.0, 1.0);
+            st.p = ((num_path + num_off) * inv_phi2 / gain).clamp(0.0, 1.0);
             let f = st.f_scale * gain;
             if (1e-150..=1e150).contains(&f) {
                 st.f_scale = f;
