@@ -48,6 +48,17 @@ def chain_masses(n, rho2, lam, fro):
     return out
 
 
+def block(f, alpha, eye, rng):
+    """One block f -> f + alpha g, g = relu(W2 relu(W1 f)): the branch output g and the block Jacobian J."""
+    n = f.shape[0]
+    W1 = rng.standard_normal((n, n)) * math.sqrt(S1 / n)
+    W2 = rng.standard_normal((n, n)) * math.sqrt(S2 / n)
+    h1 = W1 @ f
+    h2 = W2 @ np.maximum(h1, 0)
+    J = eye + alpha * ((h2 > 0)[:, None] * (W2 @ ((h1 > 0)[:, None] * W1)))
+    return np.maximum(h2, 0), J
+
+
 def mc(n, L, alpha, nets, rng):
     rho2 = np.empty((nets, L))
     lam = np.empty((nets, L))
@@ -60,13 +71,7 @@ def mc(n, L, alpha, nets, rng):
         logp = 0.0
         logf = 0.0
         for b in range(L):
-            W1 = rng.standard_normal((n, n)) * math.sqrt(S1 / n)
-            W2 = rng.standard_normal((n, n)) * math.sqrt(S2 / n)
-            h1 = W1 @ f
-            a1 = np.maximum(h1, 0)
-            h2 = W2 @ a1
-            g = np.maximum(h2, 0)
-            J = eye + alpha * ((h2 > 0)[:, None] * (W2 @ ((h1 > 0)[:, None] * W1)))
+            g, J = block(f, alpha, eye, rng)
             f1 = f + alpha * g
             rho2[k, b] = (f1 @ f1) / (f @ f)
             u = f1 / math.sqrt(f1 @ f1)
@@ -87,9 +92,9 @@ def mc(n, L, alpha, nets, rng):
 
 def anisotropy(n, L, alpha, nets, rng):
     """Per block, mean over networks of: the bulk Gram's mass along the mean direction 1 (made orthogonal
-    to f) relative to the isotropic B / (n - 1), the effective leak (split into the quadratic term
-    ||P^T x||^2 and the radial-bulk cross term 2 rho <P^T v, P^T x>, x = P_f J^T u; both over lambda B / (n-1)) (R' - rho^2 R) / (B / (n - 1))
-    relative to lambda, and the mass along f_b - f_0 (the sum of the branch outputs, made orthogonal to
+    to f) relative to the isotropic B / (n - 1), the effective leak (R' - rho^2 R) / (B / (n - 1))
+    relative to lambda, split into the quadratic term ||P^T x||^2 and the radial-bulk cross term
+    2 rho <P^T v, P^T x> (x = P_f J^T u), each over lambda B / (n - 1), and the mass along f_b - f_0 (the sum of the branch outputs, made orthogonal to
     f_b) relative to the isotropic share."""
     mean_ratio = np.zeros(L)
     leak_ratio = np.zeros(L)
@@ -102,13 +107,7 @@ def anisotropy(n, L, alpha, nets, rng):
         S = np.zeros(n)  # f_b - f_0 direction: the running sum of the branch outputs
         P = eye.copy()
         for b in range(L):
-            W1 = rng.standard_normal((n, n)) * math.sqrt(S1 / n)
-            W2 = rng.standard_normal((n, n)) * math.sqrt(S2 / n)
-            h1 = W1 @ f
-            a1 = np.maximum(h1, 0)
-            h2 = W2 @ a1
-            g = np.maximum(h2, 0)
-            J = eye + alpha * ((h2 > 0)[:, None] * (W2 @ ((h1 > 0)[:, None] * W1)))
+            g, J = block(f, alpha, eye, rng)
             v = f / math.sqrt(f @ f)
             f1 = f + alpha * g
             u = f1 / math.sqrt(f1 @ f1)
